@@ -1,0 +1,111 @@
+"""The model artifact: a folder with `model.keras` and `metadata.json`, what Serve loads.
+
+metadata.json holds the resolved configuration, the Lab normalisation, the metrics on
+validation and test, a fingerprint of the data and the package versions, so inference
+rebuilds everything from the artifact alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from colorize import __version__, lab
+from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
+from colorize.model import build_unet
+
+FORMAT = "colorize-model"
+FORMAT_VERSION = 1
+MODEL_FILE, METADATA_FILE = "model.keras", "metadata.json"
+
+
+@dataclass
+class Artifact:
+    """A trained model with the configuration it needs at inference."""
+
+    model: keras.Model
+    config: TrainConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def package_versions() -> dict[str, str]:
+    import cv2
+    import numpy
+    import tensorflow as tf
+
+    return {
+        "colorize": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "opencv": cv2.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_artifact(
+    directory: str | Path,
+    model: keras.Model,
+    config: TrainConfig,
+    metrics: dict[str, Any] | None = None,
+    data_info: dict[str, Any] | None = None,
+) -> Path:
+    """Write the artifact; the saved model is an uncompiled copy, loadable without our losses."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    clean = build_unet(config)
+    clean.set_weights(model.get_weights())
+    clean.save(directory / MODEL_FILE)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "image_size": config.image_size,
+        "normalisation": lab.NORMALISATION,
+        "metrics": metrics or {},
+        "data": data_info or {},
+        "versions": package_versions(),
+    }
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    return directory
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """metadata.json of an artifact, checked; ColorizeError when it is not an artifact."""
+    directory = Path(directory)
+    hint = "give the folder written by 'colorize fit' or 'colorize train' (holding model.keras)"
+    if not directory.is_dir():
+        raise ColorizeError(f"model not found: {directory} is not a folder; {hint}", status=404)
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text())
+    except FileNotFoundError:
+        raise ColorizeError(f"{directory} is not a colorize model: no {METADATA_FILE}; {hint}") from None
+    except json.JSONDecodeError as exc:
+        raise ColorizeError(f"{directory / METADATA_FILE} is corrupt: {exc}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ColorizeError(f"{directory} is not a colorize model ({METADATA_FILE} has no format tag)")
+    if metadata.get("format_version", 0) > FORMAT_VERSION:
+        raise ColorizeError(f"{directory} was written by a newer colorize; upgrade to load it")
+    if metadata.get("normalisation") != lab.NORMALISATION:
+        raise ColorizeError(f"{directory} uses a different Lab normalisation than this version")
+    if not (directory / MODEL_FILE).is_file():
+        raise ColorizeError(f"{directory} is incomplete: {MODEL_FILE} is missing")
+    return metadata
+
+
+def load_artifact(directory: str | Path) -> Artifact:
+    metadata = read_metadata(directory)
+    config = TrainConfig.from_dict(metadata["config"])
+    try:
+        model = keras.saving.load_model(Path(directory) / MODEL_FILE, compile=False)
+    except Exception as exc:
+        raise ColorizeError(f"could not load {Path(directory) / MODEL_FILE}: {exc}") from None
+    return Artifact(model, config, metadata)

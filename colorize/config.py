@@ -1,0 +1,108 @@
+"""Training configuration as data: one frozen dataclass, validated, saved with every artifact.
+
+Overrides go through `dataclasses.replace` (or `TrainConfig.from_dict`); unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from colorize.errors import ColorizeError
+
+LOSSES = ("mse", "ssim", "mse+ssim")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    image_size: int = 64  # training crop side in px; must be a multiple of 2**depth
+    depth: int = 3  # U-Net down-sampling levels
+    base_filters: int = 32  # filters of the first level, doubled at each level down
+    batch_norm: bool = True  # BatchNorm after every convolution
+    dropout: float = 0.1  # dropout at the bottleneck
+    loss: str = "mse"  # one of LOSSES
+    ssim_weight: float = 0.5  # weight of (1 - SSIM) in "mse+ssim"
+    rebalance: float = 0.0  # 0 = off; else strength of Zhang et al. rare-colour re-weighting
+    batch_size: int = 16  # images per step (per worker on Ray Train)
+    learning_rate: float = 1e-3  # Adam
+    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    patience: int = 10  # epochs without a better validation SSIM before stopping
+    steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
+    seed: int = 0  # weights, shuffling, augmentation and splits
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.loss not in LOSSES:
+            problems.append(f"unknown loss {self.loss!r} (choose one of {', '.join(LOSSES)})")
+        if self.depth < 1 or self.depth > 6:
+            problems.append(f"depth must be 1..6, got {self.depth}")
+        elif self.image_size < 8 or self.image_size % (2**self.depth):
+            problems.append(
+                f"image_size must be a multiple of 2**depth = {2**self.depth} and at least 8, "
+                f"got {self.image_size}"
+            )
+        for name in ("base_filters", "batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.patience < 0 or self.steps_per_epoch < 0 or self.rebalance < 0:
+            problems.append("patience, steps_per_epoch and rebalance must not be negative")
+        if problems:
+            raise ColorizeError("invalid configuration: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+        """`base` (or the defaults) with `values` applied; unknown keys are errors."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ColorizeError(
+                f"unknown configuration key(s): {', '.join(unknown)} "
+                f"(known: {', '.join(known)})"
+            )
+        typed = {k: _coerce(known[k].type, k, v) for k, v in values.items()}
+        return dataclasses.replace(base or cls(), **typed)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ColorizeError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ColorizeError(f"config file {path} is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ColorizeError(f"config file {path} must hold a JSON object")
+        values = values.get("config", values)  # accept best_config.json as written by tuning
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(type_name: Any, key: str, value: Any) -> Any:
+    """Accept the JSON/YAML/CLI spellings of each field's type (e.g. 16.0 for an int)."""
+    kind = {"int": int, "float": float, "bool": bool, "str": str}[str(type_name)]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+    else:
+        try:
+            converted = kind(value)
+            if kind is int and float(value) != converted:
+                raise ValueError
+            return converted
+        except (TypeError, ValueError):
+            pass
+    raise ColorizeError(f"configuration key {key!r} must be {kind.__name__}, got {value!r}")

@@ -1,0 +1,298 @@
+"""Photos in, training arrays out: discovery, decoding, splits, crops, cache and tf.data.
+
+A data source is a folder of photos or "sample" (the colour photos shipped with
+scikit-image and matplotlib). Each photo becomes one or more square tiles of side
+`stored_side(size)`; training takes random `size` crops (+ flips) of them, evaluation the
+centre crop. Splits are made by photo, so no photo lends tiles to two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from colorize import lab
+from colorize.errors import ColorizeError
+from colorize.images import IMAGE_EXTENSIONS, decode_image, is_greyscale, split_alpha
+
+log = logging.getLogger(__name__)
+
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test
+CACHE_VERSION = 1  # bump when the stored layout changes
+SAMPLE = "sample"
+
+
+def stored_side(size: int) -> int:
+    """Side of the stored square tiles: 1/8 larger than the crop, leaving room to jitter."""
+    return int(round(size * 1.125))
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str  # relative path, or "astronaut#0" for a sample tile
+    load: Callable[[], np.ndarray]  # -> the full-resolution RGB uint8 photo
+
+
+@dataclass
+class PhotoSet:
+    """Decoded photos cut into tiles: what training and tuning consume."""
+
+    names: list[str]  # one per usable photo
+    tiles: np.ndarray  # (N, S, S, 3) uint8
+    owner: np.ndarray  # (N,) index into names of each tile's photo
+    skipped: dict[str, str] = field(default_factory=dict)  # photo name -> why it was skipped
+    fingerprint: str = ""  # hash of the photo list and the tile size
+
+    def tiles_of(self, photo_indices: Sequence[int]) -> np.ndarray:
+        return self.tiles[np.isin(self.owner, np.asarray(photo_indices, dtype=np.int64))]
+
+
+# --- discovery ----------------------------------------------------------------------------
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files under `folder`, recursively, in a stable order."""
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise ColorizeError(f"data folder not found: {root} (give a folder of photos or 'sample')")
+    if not root.is_dir():
+        raise ColorizeError(f"--data must be a folder of photos, got the file {root}")
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise ColorizeError(
+            f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, any case)"
+        )
+    return files
+
+
+def folder_photos(folder: str | Path) -> list[Photo]:
+    root = Path(folder).expanduser()
+    return [Photo(str(p.relative_to(root)), _file_loader(p)) for p in find_images(root)]
+
+
+def _file_loader(path: Path) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        return split_alpha(decode_image(path.read_bytes()))[0]
+
+    return load
+
+
+def sample_photos() -> list[Photo]:
+    """The colour photos shipped with scikit-image and matplotlib, cut into 128 px tiles."""
+    from colorize.sample_data import sample_tiles
+
+    return [Photo(name, (lambda t=tile: t)) for name, tile in sample_tiles()]
+
+
+def photos_from(source: str | Path) -> list[Photo]:
+    """A folder of photos, or the built-in sample set for the word 'sample'."""
+    if str(source) == SAMPLE:
+        return sample_photos()
+    return folder_photos(source)
+
+
+# --- decoding, tiling and cache -----------------------------------------------------------
+
+
+def load_photoset(
+    source: str | Path, size: int, cache_dir: str | Path | None = None, min_photos: int = 3
+) -> PhotoSet:
+    """Decode every photo of `source` into tiles for crop side `size`, via the disk cache."""
+    photos = photos_from(source)
+    key = _cache_key(source, photos, size)
+    cache_file = _cache_path(cache_dir, key)
+    photoset = _read_cache(cache_file)
+    if photoset is None:
+        photoset = _decode_all(photos, size)
+        photoset.fingerprint = key
+        _write_cache(cache_file, photoset)
+    if photoset.skipped:
+        log.warning(
+            "skipped %d of %d photos: %s",
+            len(photoset.skipped),
+            len(photos),
+            "; ".join(f"{n} ({why})" for n, why in list(photoset.skipped.items())[:10]),
+        )
+    if len(photoset.names) < min_photos:
+        raise ColorizeError(
+            f"{source} has {len(photoset.names)} usable colour photo(s); at least {min_photos} "
+            "are needed (greyscale and undecodable files are skipped)"
+        )
+    return photoset
+
+
+def _decode_all(photos: list[Photo], size: int) -> PhotoSet:
+    names, tiles, owner, skipped = [], [], [], {}
+    side = stored_side(size)
+    for photo in photos:
+        try:
+            rgb = photo.load()
+        except ColorizeError as exc:
+            skipped[photo.name] = str(exc)
+            continue
+        except OSError as exc:
+            skipped[photo.name] = f"unreadable: {exc.strerror or exc}"
+            continue
+        if is_greyscale(rgb):
+            skipped[photo.name] = "greyscale (no colour to learn from)"
+            continue
+        photo_tiles = tile_photo(rgb, side)
+        owner += [len(names)] * len(photo_tiles)
+        tiles += photo_tiles
+        names.append(photo.name)
+    stack = np.stack(tiles) if tiles else np.zeros((0, side, side, 3), np.uint8)
+    return PhotoSet(names, stack, np.asarray(owner, dtype=np.int64), skipped)
+
+
+def tile_photo(rgb: np.ndarray, side: int) -> list[np.ndarray]:
+    """Resize the short side to `side`, then cut square tiles evenly along the long side."""
+    h, w = rgb.shape[:2]
+    scale = side / min(h, w)
+    new_h, new_w = max(side, round(h * scale)), max(side, round(w * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
+    count = max(1, round(max(new_h, new_w) / side))
+    span = max(new_h, new_w) - side
+    starts = [round(i * span / (count - 1)) if count > 1 else span // 2 for i in range(count)]
+    if new_h >= new_w:
+        return [np.ascontiguousarray(resized[s : s + side, :side]) for s in starts]
+    return [np.ascontiguousarray(resized[:side, s : s + side]) for s in starts]
+
+
+def _cache_key(source: str | Path, photos: list[Photo], size: int) -> str:
+    entries = []
+    root = Path(source).expanduser()
+    for photo in photos:
+        path = root / photo.name
+        stat = path.stat() if str(source) != SAMPLE and path.exists() else None
+        entries.append([photo.name, stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0])
+    payload = json.dumps([CACHE_VERSION, str(source) == SAMPLE, stored_side(size), entries])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("COLORIZE_CACHE", Path.home() / ".cache" / "colorize"))
+
+
+def _cache_path(cache_dir: str | Path | None, key: str) -> Path:
+    return Path(cache_dir or default_cache_dir()) / f"photos-{key}.npz"
+
+
+def _read_cache(path: Path) -> PhotoSet | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return PhotoSet(meta["names"], z["tiles"], z["owner"], meta["skipped"], meta["key"])
+    except Exception as exc:  # a corrupt cache is rebuilt, never fatal
+        log.warning("ignoring unreadable cache %s: %s", path, exc)
+        return None
+
+
+def _write_cache(path: Path, photoset: PhotoSet) -> None:
+    meta = {"names": photoset.names, "skipped": photoset.skipped, "key": photoset.fingerprint}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, tiles=photoset.tiles, owner=photoset.owner, meta=json.dumps(meta))
+        os.replace(tmp, path)  # atomic: concurrent runs never read half a file
+    except OSError as exc:
+        log.warning("could not write the data cache %s: %s", path, exc)
+
+
+# --- splits -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # photo indices
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_photos(count: int, seed: int = 0, fractions=SPLIT_FRACTIONS) -> Split:
+    """Deterministic 70/15/15 split of `count` photos (by photo), each part non-empty."""
+    if count < 3:
+        raise ColorizeError(f"need at least 3 photos to split into train/val/test, got {count}")
+    order = np.random.default_rng(seed).permutation(count)
+    n_test = max(1, int(round(count * fractions[2])))
+    n_val = max(1, int(round(count * fractions[1])))
+    n_train = count - n_val - n_test
+    return Split(
+        np.sort(order[:n_train]),
+        np.sort(order[n_train : n_train + n_val]),
+        np.sort(order[n_train + n_val :]),
+    )
+
+
+def kfold(indices: Sequence[int], k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, held-out) pairs over `indices`; every index is held out exactly once."""
+    indices = np.asarray(indices)
+    if k < 2:
+        raise ColorizeError(f"k-fold cross-validation needs k >= 2, got {k}")
+    if k > len(indices):
+        raise ColorizeError(f"cannot make {k} folds from {len(indices)} photos; lower k")
+    shuffled = np.random.default_rng(seed).permutation(indices)
+    folds = np.array_split(shuffled, k)
+    return [
+        (np.sort(np.concatenate(folds[:i] + folds[i + 1 :])), np.sort(folds[i])) for i in range(k)
+    ]
+
+
+# --- arrays for the model -----------------------------------------------------------------
+
+
+def center_crop(tiles: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, C) -> (N, size, size, C), the middle of each tile."""
+    top = (tiles.shape[1] - size) // 2
+    left = (tiles.shape[2] - size) // 2
+    return tiles[:, top : top + size, left : left + size]
+
+
+def eval_arrays(tiles: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre crops as (RGB uint8, normalised L, normalised a/b): validation data."""
+    rgb = np.ascontiguousarray(center_crop(tiles, size))
+    l_norm, ab = lab.split_lab(rgb)
+    return rgb, l_norm, ab
+
+
+def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, training: bool):
+    """A tf.data pipeline of (L, ab) batches: random crop + flip when training, repeating."""
+    import tensorflow as tf
+
+    if training:
+        full_lab = lab.rgb_to_lab(tiles).astype(np.float32)
+        ds = tf.data.Dataset.from_tensor_slices(full_lab)
+        ds = ds.shuffle(len(full_lab), seed=seed, reshuffle_each_iteration=True).repeat()
+
+        def augment(image, index):
+            crop_seed = tf.stack([tf.constant(seed, tf.int64), index])
+            image = tf.image.stateless_random_crop(image, (size, size, 3), seed=crop_seed)
+            return tf.image.stateless_random_flip_left_right(image, seed=crop_seed + 1)
+
+        ds = ds.enumerate().map(lambda i, im: augment(im, i), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(lab.rgb_to_lab(center_crop(tiles, size)))
+
+    def to_pair(image):
+        l_norm = lab.normalize_l(image[..., :1])
+        return l_norm, lab.normalize_ab(image[..., 1:])
+
+    ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(tile_count: int, batch_size: int, requested: int = 0) -> int:
+    return requested or max(1, math.ceil(tile_count / batch_size))

@@ -1,0 +1,59 @@
+"""Training losses on normalised a/b, selected by name: mse, ssim (1 - SSIM), mse+ssim.
+
+Optional class rebalancing (Zhang et al. 2016, sec. 2.2): each pixel's squared error is
+weighted by the inverse of how common its true colour is in the training set, so rare
+saturated colours are not averaged away into grey-brown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from colorize.config import TrainConfig
+
+AB_BIN = 0.1  # bin width on normalised a/b (11 Lab units; Zhang et al. use 10)
+AB_EDGE = 1.1  # bins cover [-1.1, 1.1) on each axis
+BINS = int(round(2 * AB_EDGE / AB_BIN))  # 22 per axis
+
+
+def ab_bin_index(ab):
+    """Flattened 2-D bin index of normalised a/b (..., 2); works on numpy and TF tensors."""
+    if isinstance(ab, np.ndarray):
+        idx = np.clip(np.floor((ab + AB_EDGE) / AB_BIN), 0, BINS - 1).astype(np.int64)
+    else:
+        idx = tf.cast(tf.clip_by_value(tf.floor((ab + AB_EDGE) / AB_BIN), 0, BINS - 1), tf.int32)
+    return idx[..., 0] * BINS + idx[..., 1]
+
+
+def rebalance_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
+    """Per-bin weights ((1 - s) p + s / Q)^-1 with E_p[w] = 1 (Zhang's lambda = 1 - s)."""
+    import cv2
+
+    counts = np.bincount(ab_bin_index(ab_train).ravel(), minlength=BINS * BINS).astype(np.float64)
+    p = cv2.GaussianBlur(counts.reshape(BINS, BINS), (0, 0), 0.5).ravel()  # sigma ~ 5 Lab units
+    p /= p.sum()
+    weights = 1.0 / ((1.0 - strength) * p + strength / p.size)
+    weights /= np.sum(p * weights)
+    return weights.astype(np.float32)
+
+
+def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
+    """The loss function of `config.loss`; `weights` (from rebalance_weights) weight the MSE."""
+    table = None if weights is None else tf.constant(weights)
+    filter_size = min(11, config.image_size)
+
+    def mse(y_true, y_pred):
+        squared = tf.square(y_true - y_pred)
+        if table is not None:
+            squared = squared * tf.gather(table, ab_bin_index(y_true))[..., None]
+        return tf.reduce_mean(squared, axis=[1, 2, 3])
+
+    def dssim(y_true, y_pred):
+        # SSIM of the a/b planes, shifted from [-1, 1] to [0, 2] so the dynamic range is 2.
+        return 1.0 - tf.image.ssim(y_true + 1.0, y_pred + 1.0, max_val=2.0, filter_size=filter_size)
+
+    def mse_ssim(y_true, y_pred):
+        return mse(y_true, y_pred) + config.ssim_weight * dssim(y_true, y_pred)
+
+    return {"mse": mse, "ssim": dssim, "mse+ssim": mse_ssim}[config.loss]

@@ -1,0 +1,216 @@
+"""The one training function. `colorize fit`, a Tune trial and a Ray Train worker all call it.
+
+fit(config, train_tiles, val_tiles, callbacks) trains the U-Net with Adam and early
+stopping on validation SSIM (measured on the reconstructed RGB image, the figure the
+product is judged by) and returns the model and its per-epoch history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from colorize import data, lab, losses, metrics
+from colorize.config import TrainConfig
+from colorize.model import build_unet
+
+log = logging.getLogger(__name__)
+
+EPOCH_METRICS = ("loss", "val_loss", "val_ssim", "val_psnr", "val_colourfulness")
+
+
+def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) -> keras.Model:
+    """A fresh U-Net compiled with Adam and `config.loss` (rebalanced from `train_tiles`)."""
+    keras.utils.set_random_seed(config.seed)
+    model = build_unet(config)
+    weights = None
+    if config.rebalance > 0:
+        if train_tiles is None:
+            raise ValueError("rebalancing needs the training tiles to count colours")
+        _, ab = lab.split_lab(data.center_crop(train_tiles, config.image_size))
+        weights = losses.rebalance_weights(ab, config.rebalance)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=losses.make_loss(config, weights),
+    )
+    return model
+
+
+def predict_ab(model: keras.Model, l_norm: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Plain batched forward pass (no tf.function retracing per shape, works under any strategy)."""
+    out = [
+        np.asarray(model(l_norm[i : i + batch_size], training=False))
+        for i in range(0, len(l_norm), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros(l_norm.shape[:-1] + (2,), np.float32)
+
+
+def score_tiles(model: keras.Model, tiles: np.ndarray, size: int) -> dict[str, float]:
+    """PSNR / SSIM / colourfulness of the model on the centre crops of `tiles` (RGB, uint8)."""
+    rgb, l_norm, _ = data.eval_arrays(tiles, size)
+    pred = lab.to_uint8(lab.join_lab(l_norm, predict_ab(model, l_norm)))
+    return metrics.score(list(rgb), list(pred))
+
+
+class RGBMetrics(keras.callbacks.Callback):
+    """Adds val_ssim, val_psnr and val_colourfulness to each epoch's logs, before other callbacks."""
+
+    def __init__(self, val_tiles: np.ndarray, size: int):
+        super().__init__()
+        self.val_tiles, self.size = val_tiles, size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            scores = score_tiles(self.model, self.val_tiles, self.size)
+            logs.update({f"val_{k}": v for k, v in scores.items()})
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on val_ssim whose patience counts the epochs before a resume too."""
+
+    def __init__(self, previous_ssim: list[float], patience: int):
+        super().__init__(monitor="val_ssim", mode="max", patience=patience, restore_best_weights=True)
+        self.previous = list(previous_ssim)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.previous:
+            best_epoch = int(np.argmax(self.previous))
+            self.best, self.best_epoch = self.previous[best_epoch], best_epoch
+            self.wait = len(self.previous) - 1 - best_epoch
+
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights, epoch, history (and the best weights) each epoch so a fit resumes."""
+
+    def __init__(self, directory: str | Path, history: dict[str, list]):
+        super().__init__()
+        self.directory, self.history = Path(directory), history
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        save_checkpoint(self.directory, self.model, epoch + 1, self.history)
+        ssim = self.history.get("val_ssim", [])
+        if ssim and ssim[-1] >= max(ssim):
+            self.model.save_weights(self.directory / BEST_WEIGHTS)
+
+
+def save_checkpoint(directory: Path, model: keras.Model, epoch: int, history: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_weights(directory / "weights.tmp.weights.h5")
+    os.replace(directory / "weights.tmp.weights.h5", directory / "weights.weights.h5")
+    state = json.dumps({"epoch": epoch, "history": history})
+    (directory / "state.tmp.json").write_text(state)
+    os.replace(directory / "state.tmp.json", directory / "state.json")
+
+
+def load_checkpoint(directory: str | Path, model: keras.Model) -> tuple[int, dict]:
+    """Restore weights into `model`; (epochs done, history). (0, {}) when there is none."""
+    directory = Path(directory)
+    if not (directory / "state.json").exists():
+        return 0, {}
+    state = json.loads((directory / "state.json").read_text())
+    model.load_weights(directory / "weights.weights.h5")
+    return int(state["epoch"]), state["history"]
+
+
+def fit(
+    config: TrainConfig,
+    train_tiles: np.ndarray,
+    val_tiles: np.ndarray,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    verbose: int = 1,
+    strategy=None,
+    train_dataset=None,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Train on `train_tiles`, stop early on `val_tiles`' RGB SSIM, restore the best weights.
+
+    `callbacks` run after the metrics are in the logs (Tune and Train reporters hook in
+    here). With `checkpoint_dir`, each epoch is saved there and a rerun resumes from it.
+    `strategy` (a tf.distribute strategy) builds the model in its scope; `train_dataset`
+    replaces the default tf.data pipeline (Ray Train passes a per-worker shard).
+    """
+    if strategy is not None:
+        with strategy.scope():
+            model = compile_model(config, train_tiles)
+    else:
+        model = compile_model(config, train_tiles)
+    history: dict[str, list[float]] = {}
+    initial_epoch = 0
+    if checkpoint_dir is not None:
+        initial_epoch, history = load_checkpoint(checkpoint_dir, model)
+        if initial_epoch:
+            log.info("resuming from %s at epoch %d", checkpoint_dir, initial_epoch)
+    if initial_epoch >= config.epochs or _stopped_early(history, config):
+        return model, history
+
+    train_ds = train_dataset or data.make_dataset(
+        train_tiles, config.image_size, config.batch_size, config.seed, training=True
+    )
+    val_ds = data.make_dataset(val_tiles, config.image_size, config.batch_size, 0, training=False)
+    early_stopping = ResumableEarlyStopping(history.get("val_ssim", []), config.patience)
+    all_callbacks: list[keras.callbacks.Callback] = [RGBMetrics(val_tiles, config.image_size)]
+    if checkpoint_dir is not None:
+        all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
+    all_callbacks += list(callbacks)
+    all_callbacks.append(early_stopping)
+    if log_dir is not None:
+        all_callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
+    keras_history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch),
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    if checkpoint_dir is None:
+        history = {k: [float(v) for v in vals] for k, vals in keras_history.history.items()}
+    elif (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
+        model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)  # best may predate a resume
+    return model, history
+
+
+def _stopped_early(history: dict[str, list[float]], config: TrainConfig) -> bool:
+    """True when a resumed history already ran out of patience (nothing left to train)."""
+    ssim = history.get("val_ssim", [])
+    return bool(ssim) and len(ssim) - 1 - int(np.argmax(ssim)) >= config.patience > 0
+
+
+class EpochTrainer:
+    """One model trained an epoch at a time under outside control (k folds in lockstep).
+
+    Same model, loss, data pipeline and metrics as fit(); the caller owns the epoch loop.
+    """
+
+    def __init__(self, config: TrainConfig, train_tiles: np.ndarray, val_tiles: np.ndarray):
+        self.config, self.val_tiles = config, val_tiles
+        self.model = compile_model(config, train_tiles)
+        self.dataset = data.make_dataset(
+            train_tiles, config.image_size, config.batch_size, config.seed, training=True
+        )
+        self.steps = data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch)
+        self.epoch = 0
+
+    def run_epoch(self) -> dict[str, float]:
+        """Train one more epoch; the train loss and validation RGB scores (val_ssim, ...)."""
+        result = self.model.fit(
+            self.dataset, epochs=self.epoch + 1, initial_epoch=self.epoch,
+            steps_per_epoch=self.steps, verbose=0,
+        )
+        self.epoch += 1
+        scores = score_tiles(self.model, self.val_tiles, self.config.image_size)
+        return {"loss": float(result.history["loss"][-1]), **{f"val_{k}": v for k, v in scores.items()}}

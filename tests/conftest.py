@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny generated photos, a tiny configuration, a tiny trained artifact,
+one local Ray instance per test session, and the shared real photos (skipped if absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def make_photo(rng: np.random.Generator, height: int = 48, width: int = 48) -> np.ndarray:
+    """A small colourful RGB uint8 picture: a smooth two-colour gradient with a disc on it."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    c1, c2, c3 = (rng.integers(0, 256, 3).astype(np.float32) for _ in range(3))
+    t = (xs / max(1, width - 1))[..., None]
+    image = (1 - t) * c1 + t * c2
+    cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(4, 16)
+    image[(ys - cy) ** 2 + (xs - cx) ** 2 < r * r] = c3
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_photos(folder: Path, count: int, seed: int = 0, size=(48, 48)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        rgb = make_photo(rng, *size)
+        cv2.imwrite(str(folder / f"photo_{i:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_photos(tmp_path_factory) -> Path:
+    """A folder of 20 generated 48x48 colour photos."""
+    return write_photos(tmp_path_factory.mktemp("photos"), 20)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from colorize.config import TrainConfig
+
+    return TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=2, patience=5)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["COLORIZE_CACHE"] = str(path)  # keep tests out of the user's cache
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, tiny_photos, tiny_config, cache_dir) -> Path:
+    """A model artifact trained for 2 epochs on the tiny photos (written by `colorize fit`)."""
+    from colorize.fit_job import run_fit
+
+    out = tmp_path_factory.mktemp("fit")
+    run_fit(tiny_config, tiny_photos, out, cache_dir, verbose=0)
+    return out / "model"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (address='local' never joins another)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "bsds500").is_dir():
+        pytest.skip(f"real photos not found at {SHARED_DATA} (only on development machines)")
+    return SHARED_DATA

@@ -1,0 +1,120 @@
+"""The endpoint's settings: one frozen dataclass, validated once at start-up.
+
+Built from keyword arguments (`colorize serve`, `serve.cli.start`) or from the `args`
+mapping of `serve/config.yaml`; unknown keys are errors. The API key may come from the
+environment (`COLORIZE_API_KEY`) so it never has to be written into a config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from colorize.errors import ColorizeError
+from colorize.images import MAX_PIXELS
+
+API_KEY_ENV = "COLORIZE_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: str  # the artifact folder written by `colorize fit` / `colorize train`
+    max_batch_size: int = 16  # images per forward pass (@serve.batch); 1 turns batching off
+    batch_wait_timeout_s: float = 0.02  # longest wait for a batch to fill
+    max_upload_bytes: int = 20 * 1024 * 1024  # request bodies above this get 413
+    max_pixels: int = MAX_PIXELS  # images above this (read from the header) get 413
+    api_key: str | None = None  # when set, /colorize, /model and /stats need X-API-Key
+    min_replicas: int = 1  # equal min and max: a fixed number of model replicas
+    max_replicas: int = 1  # larger than min: autoscaling between the two
+    target_ongoing_requests: float = 0.0  # autoscaling target per replica; 0 = 2 x batch size
+    cpus_per_replica: float = 1.0  # ray_actor_options of each model replica
+    gpus_per_replica: float = 0.0
+    host: str = "127.0.0.1"  # HTTP bind address; anything else must be asked for
+    port: int = 8000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.model_dir:
+            problems.append("model_dir is required (the folder written by 'colorize fit')")
+        if self.max_batch_size < 1:
+            problems.append("max_batch_size must be at least 1")
+        if not 0 <= self.batch_wait_timeout_s <= 10:
+            problems.append("batch_wait_timeout_s must be between 0 and 10 seconds")
+        if self.max_upload_bytes < 1:
+            problems.append("max_upload_bytes must be positive")
+        if not 1 <= self.max_pixels <= MAX_PIXELS:
+            problems.append(f"max_pixels must be between 1 and {MAX_PIXELS:,}")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            problems.append("replicas: need 1 <= min_replicas <= max_replicas")
+        if self.target_ongoing_requests < 0:
+            problems.append("target_ongoing_requests must not be negative")
+        if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:
+            problems.append("cpus_per_replica and gpus_per_replica must not be negative")
+        if not 0 < self.port < 65536:
+            problems.append(f"port must be in 1..65535, not {self.port}")
+        if self.api_key == "":
+            problems.append("api_key must not be empty (leave it unset for no key)")
+        if problems:
+            raise ColorizeError("invalid serve settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Settings:
+        """Settings from a mapping (config.yaml `args`); unknown keys and bad types are errors."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ColorizeError(
+                f"unknown serve settings: {', '.join(unknown)}; known: {', '.join(fields)}"
+            )
+        typed = {name: _coerce(name, fields[name].type, v) for name, v in values.items()}
+        if typed.get("api_key") is None and os.environ.get(API_KEY_ENV):
+            typed["api_key"] = os.environ[API_KEY_ENV]
+        if "model_dir" not in typed:
+            raise ColorizeError("serve settings need model_dir (the folder written by 'colorize fit')")
+        return cls(**typed)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def batch_target(self) -> float:
+        return self.target_ongoing_requests or 2.0 * self.max_batch_size
+
+    def public(self) -> dict[str, Any]:
+        """What /model may show: everything except the key itself."""
+        values = dataclasses.asdict(self)
+        values["api_key"] = "set" if self.api_key else None
+        values["model_dir"] = str(Path(self.model_dir))
+        return values
+
+
+def parse_replicas(text: str) -> tuple[int, int]:
+    """'2' -> (2, 2) fixed; '1-4' -> (1, 4) autoscaling."""
+    try:
+        low, _, high = str(text).partition("-")
+        pair = (int(low), int(high or low))
+    except ValueError:
+        raise ColorizeError(f"--replicas wants N or MIN-MAX (e.g. 2 or 1-4), not {text!r}") from None
+    if not 1 <= pair[0] <= pair[1]:
+        raise ColorizeError(f"--replicas {text}: need 1 <= MIN <= MAX")
+    return pair
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    kind = str(kind)
+    if value is None and "None" in kind:
+        return None
+    try:
+        if kind.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ColorizeError(f"serve setting {name}: expected {kind}, got {value!r}") from None

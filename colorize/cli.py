@@ -18,7 +18,7 @@ from pathlib import Path
 from colorize.errors import ColorizeError
 
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
-SUBCOMMAND_MODULES = ()
+SUBCOMMAND_MODULES = ("colorize.train_cli", "serve.cli", "tune.cli")
 
 CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field
     "image_size": int, "depth": int, "base_filters": int, "dropout": float, "loss": str,
@@ -150,10 +150,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and probe its devices with stderr muted at the file-descriptor level:
+    its C++ start-up lines (oneDNN notice, CUDA probing on a CPU machine) ignore
+    TF_CPP_MIN_LOG_LEVEL and would bury the one-line messages this CLI promises."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        import_tensorflow_quietly()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -25,7 +25,7 @@ class TrainConfig:
     dropout: float = 0.1  # dropout at the bottleneck
     loss: str = "mse"  # one of LOSSES
     ssim_weight: float = 0.5  # weight of (1 - SSIM) in "mse+ssim"
-    rebalance: float = 0.0  # 0 = off; else strength of Zhang et al. rare-colour re-weighting
+    rebalance: float = 0.0  # 0 = off; 0.5 = Zhang et al.'s rare-colour weighting; at most 0.95
     batch_size: int = 16  # images per step (per worker on Ray Train)
     learning_rate: float = 1e-3  # Adam
     epochs: int = 100  # upper bound; early stopping usually ends sooner
@@ -51,8 +51,12 @@ class TrainConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.patience < 0 or self.steps_per_epoch < 0 or self.rebalance < 0:
-            problems.append("patience, steps_per_epoch and rebalance must not be negative")
+        if self.patience < 0 or self.steps_per_epoch < 0:
+            problems.append("patience and steps_per_epoch must not be negative")
+        if not 0.0 <= self.rebalance <= 0.95:
+            problems.append(f"rebalance must be in [0, 0.95], got {self.rebalance}")
+        elif self.rebalance and self.loss == "ssim":
+            problems.append("rebalance weights the MSE term: use loss mse or mse+ssim with it")
         if problems:
             raise ColorizeError("invalid configuration: " + "; ".join(problems))
 

@@ -27,14 +27,15 @@ def ab_bin_index(ab):
 
 
 def rebalance_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
-    """Per-bin weights ((1 - s) p + s / Q)^-1 with E_p[w] = 1 (Zhang's lambda = 1 - s)."""
+    """Per-bin weights ((1 - s) p + s / Q)^-1 (Zhang's lambda = 1 - s, p smoothed), scaled so
+    the mean weight over the training pixels is 1: the loss keeps plain MSE's scale."""
     import cv2
 
     counts = np.bincount(ab_bin_index(ab_train).ravel(), minlength=BINS * BINS).astype(np.float64)
     p = cv2.GaussianBlur(counts.reshape(BINS, BINS), (0, 0), 0.5).ravel()  # sigma ~ 5 Lab units
     p /= p.sum()
     weights = 1.0 / ((1.0 - strength) * p + strength / p.size)
-    weights /= np.sum(p * weights)
+    weights /= np.sum(counts * weights) / counts.sum()
     return weights.astype(np.float32)
 
 

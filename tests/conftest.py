@@ -18,13 +18,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def make_photo(rng: np.random.Generator, height: int = 48, width: int = 48) -> np.ndarray:
-    """A small colourful RGB uint8 picture: a smooth two-colour gradient with a disc on it."""
+    """A small colourful RGB uint8 picture whose colour follows its lightness (dark blue to
+    bright yellow), so a model can learn it: a random gradient with a disc on it."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    c1, c2, c3 = (rng.integers(0, 256, 3).astype(np.float32) for _ in range(3))
-    t = (xs / max(1, width - 1))[..., None]
-    image = (1 - t) * c1 + t * c2
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xs / max(1, width - 1) + np.sin(angle) * ys / max(1, height - 1)
+    value = (ramp - ramp.min()) / max(1e-6, np.ptp(ramp))
     cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(4, 16)
-    image[(ys - cy) ** 2 + (xs - cx) ** 2 < r * r] = c3
+    value[(ys - cy) ** 2 + (xs - cx) ** 2 < r * r] = rng.uniform(0, 1)
+    dark, bright = np.array([30, 50, 170], np.float32), np.array([250, 210, 40], np.float32)
+    image = (1 - value[..., None]) * dark + value[..., None] * bright
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -82,3 +85,10 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "bsds500").is_dir():
         pytest.skip(f"real photos not found at {SHARED_DATA} (only on development machines)")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def tiny_rgb_batch() -> np.ndarray:
+    """Four 24x24 generated colour photos, uint8 (N, H, W, 3)."""
+    rng = np.random.default_rng(1)
+    return np.stack([make_photo(rng, 24, 24) for _ in range(4)])

@@ -1,0 +1,97 @@
+"""colorize/cli.py end to end through a subprocess: fit, evaluate, predict, and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args, env_extra=None, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "colorize.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, tiny_photos, cache_dir):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli("fit", "--data", tiny_photos, "--out", out, "--epochs", 2, "--image-size", 32,
+                     "--depth", 2, "--base-filters", 8, "--batch-size", 4, "--cache", cache_dir, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_fit_writes_everything_and_reports_against_grey(fitted):
+    out, result = fitted
+    assert "grey" in result.stdout and "PSNR" in result.stdout
+    for path in ["model/model.keras", "model/metadata.json", "metrics.json", "history.json",
+                 "results.png", "plots/loss.png", "plots/ssim.png", "plots/psnr.png",
+                 "checkpoint/state.json"]:
+        assert (out / path).is_file(), path
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"model", "grey", "truth"} <= set(metrics["test"]) and metrics["epochs"] == 2
+    assert any((out / "tensorboard").rglob("events.out.tfevents*"))
+
+
+def test_rerun_resumes_instead_of_starting_over(fitted, tiny_photos, cache_dir):
+    out, _ = fitted
+    result = run_cli("fit", "--data", tiny_photos, "--out", out, "--epochs", 3, "--image-size", 32,
+                     "--depth", 2, "--base-filters", 8, "--batch-size", 4, "--cache", cache_dir, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_evaluate_and_predict(fitted, tiny_photos, tmp_path):
+    out, _ = fitted
+    result = run_cli("evaluate", out / "model", "--data", tiny_photos, "--json", tmp_path / "e.json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["images"] == 20
+    odd = tmp_path / "in" / "odd.png"
+    odd.parent.mkdir()
+    cv2.imwrite(str(odd), np.full((33, 17), 100, np.uint8))
+    result = run_cli("predict", out / "model", odd.parent, "--out", tmp_path / "pred", "--format", "jpeg")
+    assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(tmp_path / "pred" / "odd.jpeg")).shape == (33, 17, 3)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["fit", "--data", "/nonexistent/photos", "--out", "{tmp}/o"], "data folder not found"),
+    (["fit", "--data", "{tmp}", "--out", "{tmp}/o"], "no images in"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--loss", "l1"], "unknown loss"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--image-size", "30"], "multiple of"),
+    (["evaluate", "{tmp}", "--data", "sample"], "not a colorize model"),
+    (["predict", "{tmp}/nomodel", "{tmp}/x.png", "--out", "{tmp}/p"], "input not found"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, words):
+    from colorize.cli import main
+
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.startswith("colorize: error: ")
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+
+
+def test_whole_process_stderr_is_one_line(tmp_path):
+    result = run_cli("fit", "--data", tmp_path / "missing", "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"colorize: error: data folder not found: {tmp_path / 'missing'} "
+        "(give a folder of photos or 'sample')"
+    ]
+
+
+def test_undecodable_input_to_predict_is_skipped_with_a_message(fitted, tmp_path):
+    out, _ = fitted
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    result = run_cli("predict", out / "model", bad, "--out", tmp_path / "p")
+    assert result.returncode == 2 and "not a readable image" in result.stderr

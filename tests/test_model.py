@@ -1,0 +1,52 @@
+"""colorize/model.py and colorize/config.py: shapes, range, configuration checks."""
+
+import numpy as np
+import pytest
+
+from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
+from colorize.model import build_unet, count_flops
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16), (1, 24, 40)])
+def test_output_shape_and_tanh_range(shape):
+    model = build_unet(TrainConfig(image_size=16, depth=2, base_filters=4))
+    out = np.asarray(model(np.random.default_rng(0).uniform(-0.5, 0.5, shape + (1,)).astype("float32")))
+    assert out.shape == shape + (2,)
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_depth_filters_and_dropout_shape_the_network():
+    small = build_unet(TrainConfig(depth=2, base_filters=4, image_size=16, batch_norm=False, dropout=0))
+    large = build_unet(TrainConfig(depth=3, base_filters=8, image_size=16))
+    assert small.count_params() < large.count_params()
+    assert not any("bn" in layer.name for layer in small.layers)
+    assert any("dropout" in layer.name for layer in large.layers)
+
+
+def test_flops_scale_with_pixels():
+    config = TrainConfig(image_size=32, depth=2, base_filters=4)
+    assert count_flops(config, 64) == 4 * count_flops(config, 32)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"loss": "l1"}, "unknown loss"),
+    ({"image_size": 30, "depth": 2}, "multiple of"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"dropout": 1.5}, "dropout"),
+    ({"colour": 1}, "unknown configuration key"),
+    ({"batch_size": "many"}, "must be int"),
+])
+def test_bad_configuration_is_a_clear_error(values, words):
+    with pytest.raises(ColorizeError, match=words):
+        TrainConfig.from_dict(values)
+
+
+def test_config_from_file_accepts_tuning_output(tmp_path):
+    path = tmp_path / "best_config.json"
+    path.write_text('{"config": {"batch_size": 8, "loss": "ssim"}, "ssim_mean": 0.9}')
+    config = TrainConfig.from_file(path)
+    assert config.batch_size == 8 and config.loss == "ssim"
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ColorizeError, match="not found"):
+        TrainConfig.from_file(tmp_path / "nope.json")

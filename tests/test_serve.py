@@ -1,0 +1,318 @@
+"""The Serve endpoint: real Ray Serve on a local Ray, real HTTP on 127.0.0.1.
+
+One application is deployed for the module (`server`), one more with an API key; every
+good format comes back at its size and equal to the in-process colorizer, every bad input
+gets its status and JSON message with the server still answering, 32 concurrent requests
+form batches larger than one (read from the deployment), `/model` shows the metrics.
+"""
+
+import io
+import socket
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from colorize.errors import ColorizeError
+from serve.settings import Settings, parse_replicas
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_UPLOAD = 2_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def photo(height=40, width=56, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    base = np.stack([xs * 255 / max(1, width - 1), ys * 255 / max(1, height - 1),
+                     np.full((height, width), 128.0)], axis=2)
+    return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+def pil_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", array if array.ndim == 2 else cv2.cvtColor(
+        array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def decoded(content: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(content)))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge size (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def good_inputs() -> dict[str, tuple[bytes, tuple[int, int], bool]]:
+    """name -> (bytes, expected (width, height), has alpha)."""
+    rgb = photo()
+    rgba = np.dstack([rgb, np.tile(np.arange(56, dtype=np.uint8) * 4, (40, 1))])
+    grey16 = (np.tile(np.linspace(0, 65535, 56), (40, 1))).astype(np.uint16)
+    rgb16 = (rgb.astype(np.uint16) * 257)
+    tall = Image.fromarray(photo(30, 50, seed=1))  # stored 50x30, shown 30x50 (orientation 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    frames = [Image.fromarray(photo(32, 48, seed=s)) for s in range(3)]
+    return {
+        "grey png": (png_bytes(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)), (56, 40), False),
+        "rgb png": (png_bytes(rgb), (56, 40), False),
+        "rgba png": (png_bytes(rgba), (56, 40), True),
+        "16-bit grey png": (png_bytes(grey16), (56, 40), False),
+        "16-bit rgb png": (cv2.imencode(".png", rgb16[..., ::-1])[1].tobytes(), (56, 40), False),
+        "rgb jpeg": (pil_bytes(Image.fromarray(rgb), "JPEG"), (56, 40), False),
+        "cmyk jpeg": (pil_bytes(Image.fromarray(rgb).convert("CMYK"), "JPEG"), (56, 40), False),
+        "exif-rotated jpeg": (pil_bytes(tall, "JPEG", exif=exif), (30, 50), False),
+        "webp": (pil_bytes(Image.fromarray(rgb), "WEBP", lossless=True), (56, 40), False),
+        "animated gif": (pil_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:],
+                                   duration=100, loop=0), (48, 32), False),
+        "animated webp": (pil_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:],
+                                    duration=100, lossless=True), (48, 32), False),
+        "bmp": (pil_bytes(Image.fromarray(rgb), "BMP"), (56, 40), False),
+        "1x1 png": (png_bytes(np.array([[[200, 30, 90]]], np.uint8)), (1, 1), False),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, tiny_artifact):
+    """The endpoint on a free port of 127.0.0.1 (batches of up to 8, 50 ms wait)."""
+    from ray import serve
+
+    from serve.cli import start
+
+    url = start(tiny_artifact, port=free_port(), name="colorize", max_batch_size=8,
+                batch_wait_timeout_s=0.05, max_upload_bytes=MAX_UPLOAD, cpus_per_replica=0.5)
+    assert url.startswith("http://127.0.0.1:")
+    with httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+    serve.delete("colorize")
+
+
+@pytest.fixture(scope="module")
+def local_artifact(tiny_artifact):
+    from colorize.artifact import load_artifact
+
+    return load_artifact(tiny_artifact)
+
+
+def post(client, body: bytes, content_type="application/octet-stream", **params):
+    return client.post("/colorize", content=body, headers={"Content-Type": content_type},
+                       params=params)
+
+
+def assert_alive(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    answer = post(client, png_bytes(photo(16, 16)), "image/png")
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(good_inputs()))
+def test_every_good_format_comes_back_colorized_at_its_size(server, local_artifact, name):
+    from colorize.colorizer import colorize_image
+    from colorize.images import decode_image
+
+    data, (width, height), has_alpha = good_inputs()[name]
+    answer = post(server, data, "image/" + ("png" if "png" in name else "jpeg"))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/png"
+    assert answer.headers["x-image-size"] == f"{width}x{height}"
+    result = decoded(answer.content)
+    assert result.shape[:2] == (height, width)
+    assert result.shape[2] == (4 if has_alpha else 3)
+    expected = colorize_image(local_artifact, decode_image(data))  # the same model in-process
+    assert np.abs(result.astype(int) - expected.astype(int)).max() <= 2
+    if has_alpha:
+        assert np.array_equal(result[..., 3], decode_image(data)[..., 3])
+
+
+@pytest.mark.slow
+def test_colour_input_is_read_as_grey(server):
+    """A colour photo and its grey version give the same answer: only L is used."""
+    rgb = photo(seed=3)
+    from_colour = decoded(post(server, png_bytes(rgb), "image/png").content)
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    lab[..., 1:] = 0
+    grey = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255 + 0.5, 0, 255).astype(np.uint8)
+    from_grey = decoded(post(server, png_bytes(grey), "image/png").content)
+    assert np.abs(from_colour.astype(int) - from_grey.astype(int)).mean() < 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, magic", [("jpeg", b"\xff\xd8"), ("webp", b"RIFF"), ("png", b"\x89PNG")])
+def test_output_formats_and_multipart(server, fmt, magic):
+    data = png_bytes(photo(24, 40))
+    answer = server.post("/colorize", params={"format": fmt},
+                         files={"file": ("photo.png", data, "image/png")})
+    assert answer.status_code == 200, answer.text
+    assert answer.content.startswith(magic)
+    assert answer.headers["content-type"] == f"image/{fmt}"
+    assert decoded(answer.content).shape[:2] == (24, 40)
+
+
+BAD_INPUTS = {
+    # name: (body, content type, params, status, words in the message)
+    "empty body": (b"", "image/png", {}, 400, "empty"),
+    "not an image": (b"hello, this is text" * 10, "application/octet-stream", {}, 415, "not a readable image"),
+    "truncated png": ("png", "image/png", {}, 415, "truncated"),
+    "truncated jpeg": ("jpeg", "image/jpeg", {}, 415, "truncated"),
+    "unsupported format (svg)": (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml", {}, 415, "not a readable image"),
+    "wrong content type": (b"{}", "application/json", {}, 415, "Content-Type"),
+    "text content type": ("png", "text/plain", {}, 415, "Content-Type"),
+    "bad output format": ("png", "image/png", {"format": "bmp"}, 400, "output format"),
+    "too large upload": (b"\x00" * (MAX_UPLOAD + 1), "application/octet-stream", {}, 413, "larger than the limit"),
+    "decompression bomb": (png_claiming(20000, 20000), "image/png", {}, 413, "pixels"),
+    "multipart without file": (b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ--\r\n",
+                               "multipart/form-data; boundary=XyZ", {}, 400, "field 'file'"),
+    "malformed multipart": (b"garbage", "multipart/form-data", {}, 400, "multipart"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_gets_a_json_4xx_and_the_server_keeps_answering(server, name):
+    body, content_type, params, status, words = BAD_INPUTS[name]
+    if body == "png":
+        body = png_bytes(photo())[:-40]
+    elif body == "jpeg":
+        body = pil_bytes(Image.fromarray(photo()), "JPEG")[:-200]
+    answer = post(server, body, content_type, **params)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()
+    assert error["status"] == status and words.lower() in error["error"].lower(), error
+    assert_alive(server)
+
+
+@pytest.mark.slow
+def test_32_concurrent_requests_succeed_in_batches(server):
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Colorizer", app_name="colorize")
+    before = handle.stats.remote().result()["batch_sizes"]
+    bodies = [png_bytes(photo(48, 48, seed=i)) for i in range(32)]
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda b: post(server, b, "image/png"), bodies))
+    assert [a.status_code for a in answers] == [200] * 32
+    assert all(decoded(a.content).shape == (48, 48, 3) for a in answers)
+    after = handle.stats.remote().result()["batch_sizes"]
+    new = {size: after.get(size, 0) - before.get(size, 0) for size in after}
+    assert sum(size * count for size, count in new.items()) == 32
+    assert max(size for size, count in new.items() if count) > 1, f"no batching: {new}"
+    print("batch sizes of 32 concurrent requests:", {k: v for k, v in new.items() if v})
+    assert server.get("/stats").json()["batches"] >= 1
+
+
+@pytest.mark.slow
+def test_model_shows_metadata_and_metrics(server, tiny_artifact):
+    from colorize.artifact import read_metadata
+
+    info = server.get("/model").json()
+    assert info["metrics"] == read_metadata(tiny_artifact)["metrics"]
+    assert "psnr" in str(info["metrics"]) and info["config"]["image_size"] == 32
+    assert info["serving"]["max_batch_size"] == 8 and info["serving"]["api_key"] is None
+    assert server.get("/healthz").json() == {"status": "ok", "api_key_required": False}
+
+
+@pytest.mark.slow
+def test_page_and_docs(server):
+    page = server.get("/")
+    assert page.status_code == 200 and "<title>colorize</title>" in page.text
+    assert server.get("/docs").status_code == 200
+    spec = server.get("/openapi.json").json()
+    assert "multipart/form-data" in spec["paths"]["/colorize"]["post"]["requestBody"]["content"]
+    missing = server.get("/nope")
+    assert missing.status_code == 404 and missing.json()["status"] == 404
+
+
+@pytest.mark.slow
+def test_api_key_is_enforced_when_set(server, tiny_artifact):
+    from ray import serve
+
+    from serve.cli import start
+
+    url = start(tiny_artifact, name="secured", route_prefix="/secured", api_key="s3cret",
+                max_batch_size=2, cpus_per_replica=0.5)
+    assert url.endswith("/secured/")
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            body, headers = png_bytes(photo(16, 16)), {"Content-Type": "image/png"}
+            for given, status in [(None, 401), ("wrong", 401), ("s3cret", 200)]:
+                extra = {"X-API-Key": given} if given else {}
+                answer = client.post("colorize", content=body, headers={**headers, **extra})
+                assert answer.status_code == status, answer.text
+                assert client.get("model", headers=extra).status_code == status
+            assert "API key" in client.post("colorize", content=body, headers=headers).json()["error"]
+            assert client.get("healthz").json()["api_key_required"] is True
+    finally:
+        serve.delete("secured")
+
+
+def test_settings_are_validated():
+    assert Settings.from_dict({"model_dir": "m", "max_batch_size": "4"}).max_batch_size == 4
+    for bad in ({"model_dir": "m", "max_batch_size": 0}, {"model_dir": "m", "colour": 1},
+                {"max_batch_size": 2}, {"model_dir": "m", "port": "http"},
+                {"model_dir": "m", "min_replicas": 3, "max_replicas": 2}):
+        with pytest.raises(ColorizeError):
+            Settings.from_dict(bad)
+    assert parse_replicas("2") == (2, 2) and parse_replicas("1-4") == (1, 4)
+    with pytest.raises(ColorizeError):
+        parse_replicas("x")
+
+
+def test_settings_api_key_from_environment(monkeypatch):
+    monkeypatch.setenv("COLORIZE_API_KEY", "k")
+    settings = Settings.from_dict({"model_dir": "m"})
+    assert settings.api_key == "k" and settings.public()["api_key"] == "set"
+
+
+def test_replicas_become_autoscaling_options():
+    from serve.app import colorizer_options
+
+    fixed = colorizer_options(Settings("m", max_batch_size=8, min_replicas=2, max_replicas=2))
+    assert fixed["num_replicas"] == 2 and fixed["max_ongoing_requests"] >= 8
+    scaling = colorizer_options(Settings("m", min_replicas=1, max_replicas=4, gpus_per_replica=1))
+    assert scaling["autoscaling_config"]["max_replicas"] == 4
+    assert scaling["ray_actor_options"]["num_gpus"] == 1
+
+
+def test_cli_refuses_a_missing_model_with_one_line(capsys):
+    from colorize.cli import main
+
+    assert main(["serve", "/nonexistent/model"]) == 2
+    assert "model not found" in capsys.readouterr().err
+    assert main(["serve", "/nonexistent/model", "--replicas", "4-1"]) == 2
+
+
+def test_config_yaml_is_a_valid_serve_config():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())
+    schema = ServeDeploySchema.parse_obj(config)
+    app = schema.applications[0]
+    assert app.import_path == "serve.app:app_builder" and schema.http_options.host == "127.0.0.1"
+    Settings.from_dict(app.args)  # every arg is a known setting

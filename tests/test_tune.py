@@ -1,0 +1,236 @@
+"""tune/: search-space checks, clear errors before any trial, and real Ray Tune searches on
+tiny photos: k-fold results, ASHA pruning, outputs agreeing with Tune, resume, retry."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
+from tests.conftest import write_photos
+from tune import search_space
+from tune.trainable import FAIL_ONCE_ENV
+
+# Set at import, i.e. before any test starts Ray, so the trial workers inherit it. The hook
+# is inert until a test creates the file it names (see tune/trainable.py).
+FAIL_MARKER = Path(tempfile.gettempdir()) / f"colorize-tune-fail-once-{os.getpid()}"
+os.environ.setdefault(FAIL_ONCE_ENV, str(FAIL_MARKER))
+
+TINY = TrainConfig(image_size=16, depth=2, base_filters=4, batch_size=2)
+SMALL_BATCHES = {"batch_size": [2, 4]}  # a fold of the tiny set trains on ~11 tiles
+
+
+@pytest.fixture(scope="module")
+def photos32(tmp_path_factory, cache_dir) -> Path:
+    """20 generated 32x32 colour photos (one tile each at image_size 16)."""
+    return write_photos(tmp_path_factory.mktemp("photos32"), 20, size=(32, 32))
+
+
+def tuning(photos, storage, name, **options):
+    from tune.service import run_tuning
+
+    settings = dict(
+        data=photos, name=name, storage=storage, folds=2, num_samples=1, max_epochs=2,
+        space=SMALL_BATCHES, config=TINY, verbose=0, max_concurrent=2,
+    )
+    settings.update(options)
+    return run_tuning(**settings)
+
+
+# --- search space ---------------------------------------------------------------------------
+
+
+def test_space_file_merges_over_the_defaults(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\ndepth: {low: 2, high: 3}\n")
+    space = search_space.load_space(path)
+    assert space["batch_size"] == [8, 16, 32, 64] and space["loss"] == ["mse", "ssim", "mse+ssim"]
+    search_space.validate_space(space, TrainConfig(image_size=32))
+    domains = search_space.to_tune(space)
+    assert set(domains) == {"batch_size", "loss", "learning_rate", "depth"}
+    assert search_space.contains(space, {"batch_size": 8, "loss": "ssim", "learning_rate": 1e-3,
+                                         "depth": 3})
+    assert not search_space.contains(space, {"batch_size": 12, "loss": "ssim",
+                                             "learning_rate": 1e-3, "depth": 3})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("image_size: [16, 32]", "unknown search parameter"),
+        ("colour: [1]", "unknown search parameter"),
+        ("loss: []", "empty list"),
+        ("loss: [mse, l1]", "unknown loss"),
+        ("learning_rate: 0.01", "list of choices"),
+        ("learning_rate: {low: 0.1, high: 0.01}", "low < high"),
+        ("depth: {low: 2, high: 6}", "multiple of"),
+        ("batch_size: [8, : 2", "not valid"),
+    ],
+)
+def test_bad_space_files_are_clear_errors(tmp_path, text, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(ColorizeError, match=message):
+        search_space.validate_space(search_space.load_space(path), TrainConfig(image_size=32))
+
+
+# --- clear errors before any trial starts -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"folds": 1}, "k >= 2"),
+        ({"folds": 30}, "cannot make 30 folds"),
+        ({"space": {"batch_size": [4, 64]}}, "batch size 64 is larger than the training part"),
+        ({"space": {"loss": ["mse", "huber"]}}, "unknown loss"),
+        ({"space": {"loss": []}}, "empty list"),
+        ({"grace_period": 5, "max_epochs": 2}, "grace-period"),
+        ({"name": "../x"}, "--name"),
+        ({"data": "/nonexistent/photos"}, "data folder not found"),
+    ],
+)
+def test_bad_inputs_fail_before_any_trial(photos32, tmp_path, options, message):
+    with pytest.raises(ColorizeError, match=message):
+        tuning(photos32, tmp_path, options.pop("name", "bad"), **options)
+    assert not (tmp_path / "bad").exists()  # nothing started
+
+
+def test_too_few_colour_photos_is_a_clear_error(tmp_path):
+    import cv2
+    import numpy as np
+
+    folder = write_photos(tmp_path / "few", 2, size=(32, 32))
+    cv2.imwrite(str(folder / "grey.png"), np.full((32, 32), 128, np.uint8))
+    with pytest.raises(ColorizeError, match="usable colour photo"):
+        tuning(folder, tmp_path / "runs", "few")
+
+
+def test_cli_prints_one_line_errors(photos32, tmp_path, capsys):
+    from colorize.cli import main
+
+    code = main(["tune", "--data", str(photos32), "--name", "x", "--storage", str(tmp_path),
+                 "--folds", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("colorize: error:") and err.count("\n") == 1
+    assert main(["tune", "--resume", "nothing-here", "--storage", str(tmp_path)]) == 2
+    assert "no experiment 'nothing-here' to resume" in capsys.readouterr().err
+
+
+# --- real searches ------------------------------------------------------------------------
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def result_lines(result) -> list[dict]:
+    return [json.loads(line) for line in (Path(result.path) / "result.json").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_search_with_asha_over_kfold_trials(ray_local, photos32, tmp_path):
+    space = {"batch_size": [2, 4], "loss": ["mse", "ssim", "mse+ssim"]}
+    outcome = tuning(
+        photos32, tmp_path, "search", folds=3, num_samples=4, max_epochs=3, grace_period=1,
+        reduction_factor=2, space=space,
+    )
+    grid, folder = outcome["results"], Path(outcome["experiment_dir"])
+    assert folder == tmp_path / "search" and not outcome["interrupted"]
+    assert len(grid) == 4 and grid.num_errors == 0
+
+    for result in grid:  # every result carries the k per-fold values and their summary
+        for line in result_lines(result):
+            assert len(line["fold_ssim"]) == 3 and len(line["fold_psnr"]) == 3
+            assert line["ssim_mean"] == pytest.approx(sum(line["fold_ssim"]) / 3)
+    epochs = [r.metrics["training_iteration"] for r in grid]
+    assert max(epochs) == 3 and min(epochs) < 3, f"ASHA stopped no trial: {epochs}"
+
+    best = json.loads((folder / "best_config.json").read_text())
+    tune_best = grid.get_best_result(metric="ssim_mean", mode="max")
+    assert best["trial_id"] == tune_best.metrics["trial_id"]
+    assert best["ssim_mean"] == pytest.approx(tune_best.metrics["ssim_mean"])
+    assert best["ssim_std"] == pytest.approx(tune_best.metrics["ssim_std"])
+    assert best["epochs"] == tune_best.metrics["training_iteration"]
+    assert search_space.contains(space, {k: best["config"][k] for k in space})
+    assert TrainConfig.from_file(folder / "best_config.json").image_size == 16
+
+    rows = read_csv(folder / "trials.csv")
+    by_id = {r.metrics["trial_id"]: r.metrics for r in grid}
+    assert [row["trial_id"] for row in rows][0] == best["trial_id"] and len(rows) == 4
+    assert [float(row["ssim_mean"]) for row in rows] == sorted(
+        (float(row["ssim_mean"]) for row in rows), reverse=True
+    )
+    for row in rows:
+        metrics = by_id[row["trial_id"]]
+        assert float(row["ssim_mean"]) == pytest.approx(metrics["ssim_mean"], abs=1e-6)
+        assert int(row["epochs"]) == metrics["training_iteration"]
+        assert int(row["batch_size"]) == metrics["config"]["batch_size"]
+        assert row["status"] == ("completed" if int(row["epochs"]) == 3 else "stopped by ASHA")
+    assert (folder / "ssim.png").stat().st_size > 0 and (folder / "optuna.db").exists()
+
+    import optuna
+
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(study.trials) == 4
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_local, photos32, tmp_path):
+    folder = tmp_path / "resume"
+
+    def interrupt_after_first_trial():  # like Ctrl-C once a trial is done
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            done = [p for p in folder.glob("*/result.json") if len(p.read_text().splitlines()) >= 2]
+            if done:
+                os.kill(os.getpid(), signal.SIGUSR1)  # Tune treats it as SIGINT
+                return
+            time.sleep(0.2)
+
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    watcher = threading.Thread(target=interrupt_after_first_trial, daemon=True)
+    watcher.start()
+    try:
+        first = tuning(photos32, tmp_path, "resume", num_samples=3, max_concurrent=1,
+                       scheduler="fifo")
+    finally:
+        watcher.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert first["interrupted"]
+    finished = {r.trial_id for r in first["trials"] if r.status == "completed"}
+    assert finished and len(finished) < 3
+    before = {p.parent.name: p.read_text() for p in folder.glob("*/result.json")}
+
+    second = tuning(None, tmp_path, "resume", resume=True)
+    assert not second["interrupted"] and len(second["trials"]) == 3
+    assert all(r.status == "completed" and r.epochs == 2 for r in second["trials"])
+    for trial_dir, text in before.items():  # finished trials were not trained again
+        if any(trial_id in trial_dir for trial_id in finished):
+            assert (folder / trial_dir / "result.json").read_text() == text
+    rows = read_csv(folder / "trials.csv")
+    assert len(rows) == 3 and {row["status"] for row in rows} == {"completed"}
+
+
+@pytest.mark.slow
+def test_failed_trial_is_retried_from_its_checkpoint(ray_local, photos32, tmp_path):
+    FAIL_MARKER.write_text("fail once")  # the trial fails right after its first checkpoint
+    try:
+        outcome = tuning(photos32, tmp_path, "retry", num_samples=1, max_epochs=3)
+    finally:
+        FAIL_MARKER.unlink(missing_ok=True)
+    (result,) = outcome["results"]
+    assert result.error is None and result.metrics["training_iteration"] == 3
+    assert result.metrics["resumed_from"] == 1  # continued from epoch 1, not from scratch
+    assert outcome["trials"][0].status == "completed"

@@ -1,0 +1,87 @@
+"""`colorize tune`: the search service's command line (a thin adapter over run_tuning).
+
+    colorize tune --data DIR|sample --name NAME [--folds 3] [--num-samples 8] ...
+    colorize tune --resume --name NAME      # finish an interrupted search
+
+The fixed TrainConfig fields come from the usual training options (--image-size, ...);
+--seed seeds the fold split, Optuna's sampler and training alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tune.service import DEFAULT_STORAGE
+
+
+def register(subparsers) -> None:
+    from colorize.cli import add_config_options
+
+    p = subparsers.add_parser(
+        "tune",
+        help="search batch size and loss (and more) by k-fold CV with Ray Tune + Optuna + ASHA",
+        description="Hyperparameter search: Optuna TPE proposes, k-fold cross-validation scores, "
+        "ASHA stops poor trials early on the mean validation SSIM. Writes best_config.json, "
+        "trials.csv and ssim.png into STORAGE/NAME.",
+    )
+    p.add_argument("--data", help="folder of colour photos, or 'sample' (not needed with --resume)")
+    p.add_argument("--name", help="experiment name: its folder is STORAGE/NAME")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"folder of experiments (default {DEFAULT_STORAGE}; on a cluster a folder "
+                   "every node shares)")
+    p.add_argument("--folds", type=int, default=3, help="k of k-fold cross-validation (default 3)")
+    p.add_argument("--num-samples", type=int, default=8, help="trials to run (default 8)")
+    p.add_argument("--max-epochs", type=int, default=10, help="epochs of a full trial (default 10)")
+    p.add_argument("--grace-period", type=int, default=1,
+                   help="epochs before ASHA may stop a trial (default 1)")
+    p.add_argument("--reduction-factor", type=float, default=3,
+                   help="ASHA keeps 1/R of the trials at each rung (default 3)")
+    p.add_argument("--no-early-stopping", dest="scheduler", action="store_const", const="fifo",
+                   default="asha", help="run every trial to --max-epochs (FIFO, no ASHA)")
+    p.add_argument("--max-concurrent", type=int, default=0,
+                   help="trials at once (default 0: as many as resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (fractions ok)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions ok)")
+    p.add_argument("--space", type=Path,
+                   help="YAML or JSON search space merged over the default (batch_size, loss)")
+    p.add_argument("--address", help="join this Ray cluster (auto or ray://HOST:PORT); "
+                   "default: start a local one")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="NAME",
+                   help="finish the interrupted experiment NAME (or --name)")
+    p.add_argument("--cache", type=Path, help="decoded-data cache folder")
+    p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
+    add_config_options(p)
+    p.set_defaults(func=_cmd_tune)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from colorize.cli import config_from_args
+    from colorize.errors import ColorizeError
+    from tune.service import run_tuning
+
+    name = args.resume if isinstance(args.resume, str) else args.name
+    if not name:
+        raise ColorizeError("--name is required (the experiment's folder under --storage)")
+    outcome = run_tuning(
+        data=args.data, name=name, storage=args.storage, folds=args.folds,
+        num_samples=args.num_samples, max_epochs=args.max_epochs,
+        grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, space=args.space, address=args.address,
+        resume=bool(args.resume), config=config_from_args(args), cache_dir=args.cache,
+        scheduler=args.scheduler, verbose=0 if args.quiet else 1,
+        on_dashboard=lambda url: print(f"Ray dashboard: {url}", flush=True) if url else None,
+    )
+    print(outcome["summary"])
+    folder = Path(outcome["experiment_dir"])
+    if outcome["best_config"]:
+        best = outcome["best_config"]
+        print(f"best: {best['trial_id']}  SSIM {best['ssim_mean']:.4f} ± {best['ssim_std']:.4f}")
+        print(f"best config: {folder / 'best_config.json'}")
+    print(f"trials: {folder / 'trials.csv'}\nplot: {folder / 'ssim.png'}")
+    print(f"optuna study: sqlite:///{folder / 'optuna.db'} (optuna-dashboard can open it)")
+    if outcome["interrupted"]:
+        print(f"interrupted: finish it with `colorize tune --resume {name} --storage {args.storage}`")
+        return 130
+    return 0

@@ -1,0 +1,138 @@
+"""The search space: which TrainConfig fields are searched, over which values, as data.
+
+A space is a plain dict, read from YAML or JSON, that maps a searchable field to either
+a list of choices or a range:
+
+    batch_size: [8, 16, 32, 64]                      # a list: one of these
+    loss: [mse, ssim, mse+ssim]
+    learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}   # a float range
+    depth: {low: 2, high: 4}                         # ints on both ends: an int range, inclusive
+
+A file's entries are merged over DEFAULT_SPACE (batch size and loss); names outside
+SEARCHABLE, empty lists and malformed ranges are errors, raised before any trial starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from colorize.config import LOSSES, TrainConfig
+from colorize.errors import ColorizeError
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "batch_size": [8, 16, 32, 64],
+    "loss": list(LOSSES),
+}
+
+# Fields a search may vary; the rest (image size, seed, ...) are fixed by CLI options.
+SEARCHABLE = (
+    "batch_size", "loss", "learning_rate", "base_filters", "depth", "dropout", "ssim_weight",
+)
+
+
+def load_space(source: str | Path | dict | None) -> dict[str, Any]:
+    """DEFAULT_SPACE with the entries of `source` (a YAML/JSON file or a dict) merged over it."""
+    if source is None:
+        return dict(DEFAULT_SPACE)
+    entries = source if isinstance(source, dict) else _read_file(Path(source))
+    if not entries:
+        raise ColorizeError(f"search space {source} is empty (give at least one parameter)")
+    space = dict(DEFAULT_SPACE)
+    space.update(entries)
+    return space
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ColorizeError(f"search space file not found: {path}") from None
+    try:
+        values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ColorizeError(f"search space file {path} is not valid: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ColorizeError(f"search space file {path} must map parameter names to values")
+    return values
+
+
+def validate_space(space: dict[str, Any], base: TrainConfig) -> None:
+    """Raise ColorizeError naming the first problem: unknown name, empty or bad values."""
+    unknown = sorted(set(space) - set(SEARCHABLE))
+    if unknown:
+        raise ColorizeError(
+            f"unknown search parameter(s): {', '.join(unknown)} "
+            f"(searchable: {', '.join(SEARCHABLE)}; fix the others with CLI options)"
+        )
+    for name, values in space.items():
+        if isinstance(values, list):
+            if not values:
+                raise ColorizeError(f"search parameter {name!r} has an empty list of choices")
+            for value in values:  # TrainConfig checks each value (unknown loss, bad depth, ...)
+                TrainConfig.from_dict({name: value}, base)
+        elif isinstance(values, dict):
+            _check_range(name, values, base)
+        else:
+            raise ColorizeError(
+                f"search parameter {name!r} must be a list of choices or {{low: .., high: ..}}, "
+                f"got {values!r}"
+            )
+
+
+def _check_range(name: str, spec: dict, base: TrainConfig) -> None:
+    extra = sorted(set(spec) - {"low", "high", "log"})
+    if extra or "low" not in spec or "high" not in spec:
+        raise ColorizeError(
+            f"search range {name!r} needs exactly low and high (and optionally log), got {spec!r}"
+        )
+    low, high = spec["low"], spec["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise ColorizeError(f"search range {name!r} needs numbers, got low={low!r} high={high!r}")
+    if low >= high:
+        raise ColorizeError(f"search range {name!r} needs low < high, got {low} and {high}")
+    if spec.get("log") and low <= 0:
+        raise ColorizeError(f"search range {name!r} is logarithmic, so low must be positive")
+    ints = isinstance(low, int) and isinstance(high, int)
+    for value in range(low, high + 1) if ints and high - low <= 64 else (low, high):
+        TrainConfig.from_dict({name: value}, base)  # e.g. every depth must divide image_size
+
+
+def values_of(space: dict[str, Any], name: str) -> list:
+    """The candidate values of a list parameter, or both ends of a range."""
+    values = space[name]
+    return list(values) if isinstance(values, list) else [values["low"], values["high"]]
+
+
+def to_tune(space: dict[str, Any]) -> dict[str, Any]:
+    """The space as Ray Tune domains (OptunaSearch turns them into Optuna distributions)."""
+    from ray import tune
+
+    domains = {}
+    for name, values in space.items():
+        if isinstance(values, list):
+            domains[name] = tune.choice(values)
+        elif all(isinstance(values[k], int) for k in ("low", "high")):
+            sample = tune.lograndint if values.get("log") else tune.randint
+            domains[name] = sample(values["low"], values["high"] + 1)  # upper end exclusive
+        else:
+            sample = tune.loguniform if values.get("log") else tune.uniform
+            domains[name] = sample(float(values["low"]), float(values["high"]))
+    return domains
+
+
+def contains(space: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether `params` (a trial's searched values) lie in `space`."""
+    for name, values in space.items():
+        value = params.get(name)
+        if isinstance(values, list):
+            if value not in values:
+                return False
+        elif value is None or not values["low"] <= value <= values["high"]:
+            return False
+    return True

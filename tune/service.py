@@ -1,0 +1,318 @@
+"""run_tuning(): the whole search, from options to leaderboard, for the CLI and the pipeline.
+
+1. Check every option, the search space and the data before any trial starts
+   (ColorizeError with a message naming the fix).
+2. Decode the photos once on the driver, keep the train+validation photos (the test
+   split is never seen), cut them into k folds by photo, and put the tiles in the Ray
+   object store once (`tune.with_parameters`).
+3. Run Tune: OptunaSearch (TPE, seeded, its study kept in SQLite beside the results),
+   ASHA (or FIFO) on the cross-validated mean validation SSIM, retries from checkpoints.
+   `resume=True` restores the experiment (searcher and scheduler state included) and
+   finishes it without re-running finished trials.
+4. Write trials.csv, best_config.json and ssim.png into the experiment folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
+from tune import results, search_space
+from tune.trainable import METRIC, CVData, train_cv
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "runs/tune"
+REQUEST_FILE = "tune_request.json"  # the options of an experiment, read back by --resume
+OPTUNA_DB = "optuna.db"
+MAX_FAILURES = 2  # retries of a failed trial, each from its last checkpoint
+
+
+@dataclass
+class TuneRequest:
+    """Every option of a search; saved in the experiment folder so --resume needs only the name."""
+
+    data: str
+    name: str
+    storage: str = DEFAULT_STORAGE
+    folds: int = 3
+    num_samples: int = 8
+    max_epochs: int = 10
+    grace_period: int = 1
+    reduction_factor: float = 3
+    max_concurrent: int = 0  # 0 = as many as the resources allow
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    scheduler: str = "asha"  # or "fifo": no early stopping (the benchmark's baseline)
+    space: dict = field(default_factory=dict)  # the merged search space
+    config: dict = field(default_factory=dict)  # the fixed TrainConfig fields
+    cache_dir: str | None = None
+
+    def check(self) -> None:
+        problems = []
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
+            problems.append(f"--name must be letters, digits, '.', '_' or '-', got {self.name!r}")
+        for option, value, least in (
+            ("--folds", self.folds, 2), ("--num-samples", self.num_samples, 1),
+            ("--max-epochs", self.max_epochs, 1), ("--grace-period", self.grace_period, 1),
+            ("--max-concurrent", self.max_concurrent, 0),
+        ):
+            if value < least:
+                hint = " (k-fold cross-validation needs k >= 2)" if option == "--folds" else ""
+                problems.append(f"{option} must be at least {least}, got {value}{hint}")
+        if self.grace_period > self.max_epochs:
+            problems.append(
+                f"--grace-period ({self.grace_period}) must not exceed --max-epochs ({self.max_epochs})"
+            )
+        if self.reduction_factor <= 1:
+            problems.append(f"--reduction-factor must be above 1, got {self.reduction_factor}")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            problems.append("--cpus-per-trial must be positive and --gpus-per-trial not negative")
+        if self.scheduler not in ("asha", "fifo"):
+            problems.append(f"scheduler must be 'asha' or 'fifo', got {self.scheduler!r}")
+        if problems:
+            raise ColorizeError("; ".join(problems))
+
+
+def run_tuning(
+    *,
+    data: str | Path | None = None,
+    name: str,
+    storage: str | Path = DEFAULT_STORAGE,
+    folds: int = 3,
+    num_samples: int = 8,
+    max_epochs: int = 10,
+    grace_period: int = 1,
+    reduction_factor: float = 3,
+    max_concurrent: int = 0,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    space: str | Path | dict | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    seed: int | None = None,
+    config: TrainConfig | None = None,
+    cache_dir: str | Path | None = None,
+    scheduler: str = "asha",
+    verbose: int = 1,
+    on_dashboard: Callable[[str], None] | None = None,
+) -> dict:
+    """Run (or with `resume`, finish) the search `name`; the leaderboard and where it lies.
+
+    Returns {"experiment_dir", "best_config" (the best_config.json body, or None), "trials"
+    (TrialRecords, best first), "summary" (text table), "dashboard_url", "interrupted",
+    "results" (Tune's ResultGrid), "seconds"}. `config` fixes the non-searched TrainConfig
+    fields; `seed` (default: config.seed) seeds TPE, the fold split and training.
+    """
+    storage_path = _storage_path(storage)
+    experiment_dir = Path(storage_path) / name
+    if resume:
+        request = _load_request(experiment_dir, name)
+    else:
+        if data is None:
+            raise ColorizeError("--data is required (a folder of photos or 'sample')")
+        base = config or TrainConfig()
+        if seed is not None:
+            base = TrainConfig.from_dict({"seed": seed}, base)
+        request = TuneRequest(
+            str(data), name, storage_path, folds, num_samples, max_epochs, grace_period,
+            reduction_factor, max_concurrent, cpus_per_trial, gpus_per_trial, scheduler,
+            search_space.load_space(space), base.to_dict(),
+            str(cache_dir) if cache_dir else None,
+        )
+    request.check()
+    base = TrainConfig.from_dict(request.config)
+    search_space.validate_space(request.space, base)
+    if not resume:
+        _refuse_existing(experiment_dir)
+    cv_data = prepare_cv_data(request, base)  # decoded once, here on the driver
+
+    import ray
+
+    owned, dashboard_url = _connect(address)
+    (on_dashboard or (lambda url: log.info("Ray dashboard: %s", url)))(dashboard_url)
+    try:
+        started = time.time()
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        (experiment_dir / REQUEST_FILE).write_text(json.dumps(asdict(request), indent=2))
+        tuner = _make_tuner(request, cv_data, experiment_dir, verbose, resume)
+        grid = tuner.fit()
+        outcome = write_outputs(request, experiment_dir)
+        outcome.update(
+            dashboard_url=dashboard_url, results=grid, seconds=round(time.time() - started, 1)
+        )
+        return outcome
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _storage_path(storage: str | Path) -> str:
+    text = str(storage)
+    if "://" in text:
+        raise ColorizeError(
+            f"--storage must be a folder (local, or shared by every node, e.g. NFS), got {text}"
+        )
+    return str(Path(text).expanduser().resolve())
+
+
+def _load_request(experiment_dir: Path, name: str) -> TuneRequest:
+    from ray.tune import Tuner
+
+    path = experiment_dir / REQUEST_FILE
+    if not path.exists() or not Tuner.can_restore(str(experiment_dir)):
+        raise ColorizeError(
+            f"no experiment {name!r} to resume in {experiment_dir.parent} "
+            "(check --name and --storage, or start it without --resume)"
+        )
+    return TuneRequest(**json.loads(path.read_text()))
+
+
+def _refuse_existing(experiment_dir: Path) -> None:
+    if (experiment_dir / REQUEST_FILE).exists():
+        raise ColorizeError(
+            f"experiment {experiment_dir.name!r} already exists in {experiment_dir.parent}; "
+            "add --resume to finish it, or choose another --name"
+        )
+
+
+def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
+    """Tiles of the train+validation photos and k folds over them (by photo)."""
+    from colorize.data import kfold, load_photoset, split_photos
+
+    photoset = load_photoset(request.data, base.image_size, request.cache_dir)
+    split = split_photos(len(photoset.names), base.seed)
+    pool = np.concatenate([split.train, split.val])  # the test photos stay unseen
+    if request.folds > len(pool):
+        raise ColorizeError(
+            f"cannot make {request.folds} folds from the {len(pool)} train+validation photos "
+            f"of {request.data}; lower --folds or add photos"
+        )
+    in_pool = np.isin(photoset.owner, pool)
+    tiles, owner = photoset.tiles[in_pool], photoset.owner[in_pool]
+    folds = tuple(
+        (np.flatnonzero(np.isin(owner, train)), np.flatnonzero(np.isin(owner, held)))
+        for train, held in kfold(pool, request.folds, base.seed)
+    )
+    _check_batch_sizes(request, base, min(len(train) for train, _ in folds))
+    log.info(
+        "data: %d photos, %d train+validation tiles in %d folds (test split of %d photos held back)",
+        len(photoset.names), len(tiles), len(folds), len(split.test),
+    )
+    return CVData(tiles, folds, base.to_dict(), request.max_epochs)
+
+
+def _check_batch_sizes(request: TuneRequest, base: TrainConfig, fold_tiles: int) -> None:
+    if "batch_size" in request.space:
+        largest = max(search_space.values_of(request.space, "batch_size"))
+    else:
+        largest = base.batch_size
+    if largest > fold_tiles:
+        raise ColorizeError(
+            f"batch size {largest} is larger than the training part of a fold ({fold_tiles} "
+            "tiles); search smaller batch sizes (--space), use fewer --folds, or add photos"
+        )
+
+
+def _connect(address: str | None) -> tuple[bool, str]:
+    """Join `address`, reuse this process's Ray, or start a local one; (we own it, dashboard)."""
+    import ray
+    from ray._private.worker import get_dashboard_url
+
+    if ray.is_initialized():
+        return False, _http(get_dashboard_url())
+    try:
+        if address:
+            context = ray.init(address=address, log_to_driver=False)
+        else:  # "local" never attaches to another cluster that happens to run here
+            context = ray.init(
+                address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                log_to_driver=False,
+            )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise ColorizeError(f"could not connect to Ray at {address or 'local'}: {exc}") from None
+    return True, _http(context.dashboard_url)
+
+
+def _http(url: str | None) -> str:
+    if not url:
+        return ""
+    return url if url.startswith("http") else f"http://{url}"
+
+
+def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, verbose: int,
+                resume: bool):
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(train_cv, data=cv_data),
+        {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial},
+    )
+    if resume:
+        log.info("resuming %s", experiment_dir)
+        return tune.Tuner.restore(
+            str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True
+        )
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment_dir / OPTUNA_DB}")
+    searcher = OptunaSearch(storage=storage, study_name=request.name, seed=request.config["seed"])
+    if request.scheduler == "asha":
+        scheduler = tune.schedulers.ASHAScheduler(
+            time_attr="training_iteration", max_t=request.max_epochs,
+            grace_period=request.grace_period, reduction_factor=request.reduction_factor,
+        )
+    else:
+        scheduler = tune.schedulers.FIFOScheduler()
+    return tune.Tuner(
+        trainable,
+        param_space=search_space.to_tune(request.space),
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+            num_samples=request.num_samples, max_concurrent_trials=request.max_concurrent or None,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=request.name, storage_path=request.storage, verbose=verbose,
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            stop={"training_iteration": request.max_epochs},
+        ),
+    )
+
+
+def write_outputs(request: TuneRequest, experiment_dir: Path) -> dict:
+    """trials.csv, best_config.json and ssim.png from Tune's record of the experiment."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(experiment_dir), default_metric=METRIC, default_mode="max")
+    params = list(request.space)
+    records = results.collect(
+        analysis.trials, analysis.trial_dataframes, params, request.max_epochs, request.scheduler
+    )
+    results.write_trials_csv(records, params, experiment_dir / "trials.csv")
+    results.plot_curves(records, request.max_epochs, experiment_dir / "ssim.png")
+    scored = [r for r in records if r.score() > float("-inf")]
+    best = None
+    if scored:
+        best = results.write_best_config(
+            scored[0], request.config, request.data, experiment_dir / "best_config.json"
+        )
+    unfinished = [r for r in records if r.status == results.UNFINISHED]
+    return {
+        "experiment_dir": str(experiment_dir),
+        "best_config": best,
+        "trials": records,
+        "summary": results.summary_table(records, params),
+        "interrupted": bool(unfinished) or len(records) < request.num_samples,
+    }

@@ -1,0 +1,119 @@
+"""One Tune trial: a configuration scored by k-fold cross-validation, the k folds in lockstep.
+
+Each epoch trains every fold's model one epoch (`colorize.training.EpochTrainer`, the same
+model, loss, data pipeline and metrics as `colorize fit`), scores each on its held-out
+fold, and reports one result with the mean and spread across folds, so ASHA prunes on
+the cross-validated mean rather than on one lucky fold. The k models and the epoch are
+checkpointed each epoch; a retried or resumed trial continues from its last checkpoint.
+
+Test-only hook: if the environment variable COLORIZE_TEST_FAIL_ONCE names a file that
+exists, the first trial to finish an epoch removes it and raises, so tests can check
+that a failed trial is retried from its checkpoint. Nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FAIL_ONCE_ENV = "COLORIZE_TEST_FAIL_ONCE"  # test hook, see the module docstring
+METRIC = "ssim_mean"  # what ASHA and Optuna maximise
+
+
+@dataclass(frozen=True)
+class CVData:
+    """What every trial shares, put once in the object store: tiles and the fold indices."""
+
+    tiles: np.ndarray  # (N, S, S, 3) uint8 tiles of the train+validation photos
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]  # (train, held-out) tile indices per fold
+    base: dict  # the fixed TrainConfig fields; the searched ones override them
+    max_epochs: int
+
+
+def train_cv(config: dict, data: CVData) -> None:
+    """Tune function trainable: train the k folds epoch by epoch and report each epoch."""
+    import keras
+    from ray import tune
+
+    from colorize.config import TrainConfig
+    from colorize.training import EpochTrainer
+
+    keras.backend.clear_session()  # actors are reused across trials
+    trial_config = TrainConfig.from_dict(config, TrainConfig.from_dict(data.base))
+    trainers = [
+        EpochTrainer(trial_config, data.tiles[train], data.tiles[held]) for train, held in data.folds
+    ]
+    histories: list[dict[str, list[float]]] = [{} for _ in trainers]
+    start = _restore(tune.get_checkpoint(), trainers, histories)
+    for _ in range(start, data.max_epochs):
+        per_fold = [trainer.run_epoch() for trainer in trainers]
+        for history, scores in zip(histories, per_fold, strict=True):
+            for key, value in scores.items():
+                history.setdefault(key, []).append(value)
+        metrics = summarize(per_fold)
+        metrics.update(epoch=trainers[0].epoch, resumed_from=start)
+        with tempfile.TemporaryDirectory() as tmp:
+            _save(Path(tmp), trainers, histories)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        _test_fail_once()
+
+
+def summarize(per_fold: list[dict[str, float]]) -> dict:
+    """Mean and std of validation SSIM across folds, means of PSNR, loss and colourfulness,
+    and the per-fold values themselves."""
+    ssim = np.array([f["val_ssim"] for f in per_fold])
+    return {
+        "ssim_mean": float(ssim.mean()),
+        "ssim_std": float(ssim.std()),
+        "psnr_mean": float(np.mean([f["val_psnr"] for f in per_fold])),
+        "loss_mean": float(np.mean([f["loss"] for f in per_fold])),
+        "colourfulness_mean": float(np.mean([f["val_colourfulness"] for f in per_fold])),
+        "fold_ssim": [float(f["val_ssim"]) for f in per_fold],
+        "fold_psnr": [float(f["val_psnr"]) for f in per_fold],
+        "fold_loss": [float(f["loss"]) for f in per_fold],
+    }
+
+
+def _save(directory: Path, trainers: list, histories: list[dict]) -> None:
+    from colorize.training import save_checkpoint
+
+    for i, (trainer, history) in enumerate(zip(trainers, histories, strict=True)):
+        save_checkpoint(directory / f"fold_{i}", trainer.model, trainer.epoch, history)
+    (directory / "trial.json").write_text(json.dumps({"folds": len(trainers)}))
+
+
+def _restore(checkpoint, trainers: list, histories: list[dict]) -> int:
+    """Load every fold from a trial checkpoint; the epoch to continue from (0 when none)."""
+    if checkpoint is None:
+        return 0
+    from colorize.training import load_checkpoint
+
+    with checkpoint.as_directory() as directory:
+        epochs = []
+        for i, trainer in enumerate(trainers):
+            epoch, history = load_checkpoint(Path(directory) / f"fold_{i}", trainer.model)
+            trainer.epoch = epoch
+            histories[i].update(history)
+            epochs.append(epoch)
+    assert len(set(epochs)) == 1, f"folds checkpointed at different epochs: {epochs}"
+    log.info("trial resumed from its checkpoint at epoch %d", epochs[0])
+    return epochs[0]
+
+
+def _test_fail_once() -> None:
+    marker = os.environ.get(FAIL_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        os.remove(marker)  # atomic: exactly one trial consumes the marker
+    except FileNotFoundError:
+        return
+    raise RuntimeError(f"test hook {FAIL_ONCE_ENV}: failing this trial once")

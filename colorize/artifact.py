@@ -7,6 +7,7 @@ rebuilds everything from the artifact alone.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import platform
@@ -57,10 +58,11 @@ def save_artifact(
     metrics: dict[str, Any] | None = None,
     data_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the artifact; the saved model is an uncompiled copy, loadable without our losses."""
+    """Write the artifact: an uncompiled float32 copy of the model (loadable without our
+    losses, fast on any CPU, whatever precision it was trained in) and its metadata."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    clean = build_unet(config)
+    clean = build_unet(dataclasses.replace(config, precision="float32"))
     clean.set_weights(model.get_weights())
     clean.save(directory / MODEL_FILE)
     metadata = {

@@ -23,7 +23,7 @@ SUBCOMMAND_MODULES = ("colorize.train_cli", "serve.cli", "tune.cli", "colorize.j
 CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field
     "image_size": int, "depth": int, "base_filters": int, "dropout": float, "loss": str,
     "rebalance": float, "batch_size": int, "learning_rate": float, "epochs": int,
-    "patience": int, "steps_per_epoch": int, "seed": int,
+    "patience": int, "steps_per_epoch": int, "seed": int, "precision": str,
 }
 
 

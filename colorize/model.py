@@ -12,12 +12,13 @@ from keras import layers
 from colorize.config import TrainConfig
 
 
-def _conv_block(x, filters: int, batch_norm: bool, name: str):
+def _conv_block(x, filters: int, config: TrainConfig, name: str):
     for i in (1, 2):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
-        if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
-        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not config.batch_norm,
+                          dtype=config.precision, name=f"{name}_conv{i}")(x)
+        if config.batch_norm:
+            x = layers.BatchNormalization(dtype=config.precision, name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", dtype=config.precision, name=f"{name}_relu{i}")(x)
     return x
 
 
@@ -29,18 +30,19 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
     inputs = keras.Input(shape=(input_size, input_size, 1), name="L")
     x, skips = inputs, []
     for level in range(config.depth):  # encoder: H -> H / 2**depth
-        x = _conv_block(x, config.base_filters * 2**level, config.batch_norm, f"down{level}")
+        x = _conv_block(x, config.base_filters * 2**level, config, f"down{level}")
         skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, config.base_filters * 2**config.depth, config.batch_norm, "bottleneck")
+        x = layers.MaxPooling2D(2, dtype=config.precision, name=f"pool{level}")(x)
+    x = _conv_block(x, config.base_filters * 2**config.depth, config, "bottleneck")
     if config.dropout:
-        x = layers.Dropout(config.dropout, name="bottleneck_dropout")(x)
+        x = layers.Dropout(config.dropout, dtype=config.precision, name="bottleneck_dropout")(x)
     for level in reversed(range(config.depth)):  # decoder with skip connections
         filters = config.base_filters * 2**level
-        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"up{level}")(x)
-        x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
-        x = _conv_block(x, filters, config.batch_norm, f"dec{level}")
-    # float32 output keeps tanh exact under mixed precision.
+        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", dtype=config.precision,
+                                   name=f"up{level}")(x)
+        x = layers.Concatenate(dtype=config.precision, name=f"skip{level}")([x, skips[level]])
+        x = _conv_block(x, filters, config, f"dec{level}")
+    # float32 output keeps tanh and the loss exact under mixed precision.
     outputs = layers.Conv2D(2, 1, activation="tanh", dtype="float32", name="ab")(x)
     return keras.Model(inputs, outputs, name="colorize_unet")
 

@@ -35,8 +35,11 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
             raise ValueError("rebalancing needs the training tiles to count colours")
         _, ab = lab.split_lab(data.center_crop(train_tiles, config.image_size))
         weights = losses.rebalance_weights(ab, config.rebalance)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=optimizer,
         loss=losses.make_loss(config, weights),
     )
     return model
@@ -176,6 +179,7 @@ def fit(
         steps_per_epoch=data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch),
         callbacks=all_callbacks,
         verbose=verbose,
+        shuffle=False,  # tf.data already shuffles
     )
     if checkpoint_dir is None:
         history = {k: [float(v) for v in vals] for k, vals in keras_history.history.items()}
@@ -209,7 +213,7 @@ class EpochTrainer:
         """Train one more epoch; the train loss and validation RGB scores (val_ssim, ...)."""
         result = self.model.fit(
             self.dataset, epochs=self.epoch + 1, initial_epoch=self.epoch,
-            steps_per_epoch=self.steps, verbose=0,
+            steps_per_epoch=self.steps, verbose=0, shuffle=False,
         )
         self.epoch += 1
         scores = score_tiles(self.model, self.val_tiles, self.config.image_size)

@@ -43,3 +43,13 @@ def test_missing_model_file_is_reported(tmp_path):
     (tmp_path / "model.keras").unlink()
     with pytest.raises(ColorizeError, match="model.keras is missing"):
         load_artifact(tmp_path)
+
+
+def test_mixed_precision_model_is_saved_as_float32(tmp_path):
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, precision="mixed_bfloat16")
+    model = compile_model(config)
+    assert model.get_layer("down0_conv1").compute_dtype == "bfloat16"
+    save_artifact(tmp_path, model, config)
+    loaded = load_artifact(tmp_path)
+    assert loaded.model.get_layer("down0_conv1").compute_dtype == "float32"
+    assert loaded.config.precision == "mixed_bfloat16"  # what it was trained with

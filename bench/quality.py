@@ -1,0 +1,131 @@
+"""Colorization quality on real photos: the model beside the grey prediction.
+
+    python bench/quality.py                          # mse and mse+rebalance, ~1 h on 2 cores
+    python bench/quality.py --variants mse --epochs 10
+    python bench/quality.py --quick                  # smoke run on a few photos
+
+Trains on ../shared/data/bsds500/{train,val} (+ imagenet-sample), holding 10 % of those
+photos out for early stopping, then evaluates at full resolution on bsds500/test, which
+nothing trains or tunes on: PSNR, SSIM and colourfulness of each variant beside the grey
+prediction (a = b = 0) and the ground truth's colourfulness, with the time each took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.common import machine, require_shared_data  # noqa: E402
+from colorize import data  # noqa: E402
+from colorize.artifact import Artifact, save_artifact  # noqa: E402
+from colorize.config import TrainConfig  # noqa: E402
+from colorize.evaluation import evaluate_photos  # noqa: E402
+from colorize.training import fit  # noqa: E402
+
+VARIANTS = {  # name -> configuration overrides
+    "mse": {"loss": "mse"},
+    "rebalance": {"loss": "mse", "rebalance": 0.5},
+    "mse+ssim": {"loss": "mse+ssim"},
+}
+
+
+def training_pool(shared: Path, imagenet: bool, limit: int, size: int, cache) -> data.PhotoSet:
+    """bsds500 train + val (+ imagenet-sample) as one photo set (tiles), never bsds500/test."""
+    photos = data.folder_photos(shared / "bsds500" / "train") + data.folder_photos(shared / "bsds500" / "val")
+    if imagenet:
+        photos += data.folder_photos(shared / "imagenet-sample")
+    photos = photos[:limit] if limit else photos
+    return _cached(photos, size, cache)
+
+
+def _cached(photos, size, cache_dir):
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([p.name for p in photos] + [size]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"bench-pool-{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return data.PhotoSet(list(z["names"]), z["tiles"], z["owner"])
+    photoset = data._decode_all(photos, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, names=np.array(photoset.names), tiles=photoset.tiles, owner=photoset.owner)
+    return photoset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default="mse,rebalance", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--base-filters", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--no-imagenet", action="store_true", help="train on bsds500 alone")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N training photos")
+    parser.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test photos")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-quality"))
+    parser.add_argument("--quick", action="store_true", help="smoke run: 30 photos, 1 epoch, 5 test photos")
+    args = parser.parse_args()
+    if args.quick:
+        args.limit, args.epochs, args.test_limit, args.base_filters = 30, 1, 5, 8
+
+    shared = require_shared_data()
+    print(f"machine: {machine()}")
+    started = time.time()
+    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size, data.default_cache_dir())
+    order = np.random.default_rng(0).permutation(len(pool.names))
+    n_val = max(1, len(order) // 10)
+    val_tiles, train_tiles = pool.tiles_of(order[:n_val]), pool.tiles_of(order[n_val:])
+    test_photos = data.folder_photos(shared / "bsds500" / "test")
+    test_photos = test_photos[: args.test_limit] if args.test_limit else test_photos
+    print(f"data: {len(pool.names)} training photos ({len(train_tiles)} train / {len(val_tiles)} "
+          f"validation tiles), {len(test_photos)} test photos at full resolution; "
+          f"decoded in {time.time() - started:.0f} s")
+
+    base = TrainConfig(image_size=args.image_size, base_filters=args.base_filters, epochs=args.epochs,
+                       patience=args.patience, batch_size=args.batch_size, precision=args.precision)
+    results = {}
+    for name in args.variants.split(","):
+        config = TrainConfig.from_dict(VARIANTS[name], base)
+        start = time.time()
+        model, history = fit(config, train_tiles, val_tiles, verbose=2)
+        train_s = time.time() - start
+        result = evaluate_photos(Artifact(model, config), test_photos)
+        result.update(train_seconds=round(train_s), epochs=len(history["loss"]),
+                      config=dataclasses.asdict(config))
+        results[name] = result
+        save_artifact(args.out / name / "model", model, config, {"test": result})
+        print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
+              f"test PSNR {result['model']['psnr']:.2f} dB, SSIM {result['model']['ssim']:.4f}, "
+              f"colourfulness {result['model']['colourfulness']:.1f}", flush=True)
+
+    any_result = next(iter(results.values()))
+    grey, truth = any_result["grey"], any_result["truth"]
+    print(f"\nbsds500/test, full resolution, {any_result['images']} photos")
+    print(f"{'':12}{'PSNR dB':>9}{'dPSNR':>8}{'SSIM':>8}{'dSSIM':>9}{'colourful':>11}{'/truth':>8}{'train s':>9}")
+    print(f"{'grey':12}{grey['psnr']:>9.2f}{'':>8}{grey['ssim']:>8.4f}{'':>9}{grey['colourfulness']:>11.1f}"
+          f"{grey['colourfulness'] / truth['colourfulness']:>8.2f}")
+    for name, r in results.items():
+        m = r["model"]
+        print(f"{name:12}{m['psnr']:>9.2f}{m['psnr'] - grey['psnr']:>+8.2f}{m['ssim']:>8.4f}"
+              f"{m['ssim'] - grey['ssim']:>+9.4f}{m['colourfulness']:>11.1f}"
+              f"{m['colourfulness'] / truth['colourfulness']:>8.2f}{r['train_seconds']:>9}")
+    print(f"{'truth':12}{'':>9}{'':>8}{'':>8}{'':>9}{truth['colourfulness']:>11.1f}{1:>8.2f}")
+    print(f"total {time.time() - started:.0f} s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Training and inference throughput of the U-Net on this machine, against its matmul peak.
+
+    python bench/throughput.py            # 64 and 128 px, float32 and mixed_bfloat16
+    python bench/throughput.py --quick    # a smoke run
+
+Prints images/s for a training step and for inference, FLOPs per image counted from the
+model, the achieved GFLOP/s and its ratio to a float32 matmul peak measured in the same
+run, and mixed_bfloat16 as a ratio to float32 where the CPU supports bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench.common import machine  # noqa: E402
+from colorize.config import TrainConfig  # noqa: E402
+from colorize.model import count_flops  # noqa: E402
+from colorize.training import compile_model  # noqa: E402
+
+
+def matmul_peak(seconds: float) -> float:
+    """Best float32 GFLOP/s of a 2048^3 matmul: the machine's practical ceiling."""
+    n = 2048
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    fn = tf.function(lambda: tf.matmul(a, b))
+    fn().numpy()
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        fn().numpy()
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def timed(step, repeats: int) -> float:
+    """Median seconds of `step()` over `repeats` runs after two warm-ups."""
+    step()
+    step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure(config: TrainConfig, batch: int, repeats: int, policy: str) -> dict:
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = compile_model(config)
+        size = config.image_size
+        x = np.random.default_rng(0).uniform(-0.5, 0.5, (batch, size, size, 1)).astype("float32")
+        y = np.random.default_rng(1).uniform(-0.5, 0.5, (batch, size, size, 2)).astype("float32")
+        train = timed(lambda: model.train_on_batch(x, y), repeats)
+        infer_fn = tf.function(lambda v: model(v, training=False))
+        infer = timed(lambda: infer_fn(x).numpy(), repeats)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return {"train_ips": batch / train, "infer_ips": batch / infer}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="64,128")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="one small size, few repeats")
+    args = parser.parse_args()
+    sizes = [32] if args.quick else [int(s) for s in args.sizes.split(",")]
+    repeats = 3 if args.quick else args.repeats
+
+    print(f"machine: {machine()}; TensorFlow {tf.__version__}, threads: intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
+    peak = matmul_peak(1.0 if args.quick else 5.0)
+    print(f"float32 matmul peak (2048^3): {peak:.1f} GFLOP/s")
+    bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text().lower() or "amx_bf16" in Path("/proc/cpuinfo").read_text().lower()
+    print(f"{'size':>5} {'policy':>15} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
+          f"{'train GFLOP/s':>14} {'% of peak':>10} {'infer GFLOP/s':>14} {'% of peak':>10}")
+    for size in sizes:
+        config = TrainConfig(image_size=size)
+        fwd = count_flops(config, size) / 1e9
+        rows = {}
+        for policy in ["float32"] + (["mixed_bfloat16"] if bf16 else []):
+            r = measure(config, args.batch, repeats, policy)
+            rows[policy] = r
+            train_gflops = r["train_ips"] * 3 * fwd  # backward ~ 2x forward
+            infer_gflops = r["infer_ips"] * fwd
+            print(f"{size:>5} {policy:>15} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} {fwd:>16.2f} "
+                  f"{train_gflops:>14.1f} {100 * train_gflops / peak:>9.1f}% {infer_gflops:>14.1f} "
+                  f"{100 * infer_gflops / peak:>9.1f}%")
+        if "mixed_bfloat16" in rows:
+            b, f = rows["mixed_bfloat16"], rows["float32"]
+            print(f"{size:>5} bf16/fp32 ratio: train {b['train_ips'] / f['train_ips']:.2f}x, "
+                  f"infer {b['infer_ips'] / f['infer_ips']:.2f}x")
+    if not bf16:
+        print("this CPU reports no bf16 support: mixed_bfloat16 not measured")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`colorize train`: the final model on Ray Train workers (see colorize/distributed.py).
+
+    colorize train --from runs/tune --workers 2 --out runs/final
+    colorize train --config best.json --data ../shared/data/bsds500 --workers 4 --gpu \
+        --address auto --out /shared/runs/final
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from colorize.cli import CONFIG_OPTIONS, add_config_options
+from colorize.errors import ColorizeError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train the final model on Ray Train workers, evaluate it, write a report"
+    )
+    parser.add_argument(
+        "--from", dest="experiment", type=Path,
+        help="tuning experiment folder (its best_config.json; --data defaults to its data)",
+    )
+    parser.add_argument("--data", help="folder of colour photos, or 'sample'")
+    parser.add_argument("--out", type=Path, default=Path("runs/train"),
+                        help="output folder; rerunning with the same one resumes (default runs/train)")
+    parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker (use_gpu=True)")
+    parser.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs reserved per worker")
+    parser.add_argument("--address", help="Ray cluster to join (e.g. auto, ray://host:10001); "
+                        "default: start a local Ray instance")
+    parser.add_argument("--autoscale", action="store_true",
+                        help="the cluster adds nodes on demand: skip the free-resources check")
+    parser.add_argument("--lr-scaling", choices=("sqrt", "linear", "none"), default="sqrt",
+                        help="learning rate for the batch x workers global batch (default sqrt)")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="worker-group restarts from the last checkpoint (default 2)")
+    parser.add_argument("--name", default="train", help="Ray Train run name (default train)")
+    parser.add_argument("--storage", type=Path, help="Ray Train storage path (default OUT/ray)")
+    parser.add_argument("--cache", type=Path, help="decoded-data cache folder")
+    add_config_options(parser)
+    parser.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from colorize.cli import _quality_table
+    from colorize.distributed import run_training
+
+    source, data = resolve_source(args)
+    metrics = run_training(
+        source, data, args.out, workers=args.workers, use_gpu=args.gpu, address=args.address,
+        name=args.name, storage=args.storage, cpus_per_worker=args.cpus_per_worker,
+        lr_scaling=args.lr_scaling, max_failures=args.max_failures, autoscale=args.autoscale,
+        cache_dir=args.cache,
+    )
+    print(_quality_table(metrics["test"]))
+    print(f"model: {metrics['artifact']}\nreport: {metrics['report']}")
+    return 0
+
+
+def resolve_source(args: argparse.Namespace):
+    """(ConfigSource, data source) from --from / --config and the override flags."""
+    import dataclasses
+
+    from colorize.config import TrainConfig
+    from colorize.experiment import from_file_or_defaults, load_experiment
+
+    overrides = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k, None) is not None}
+    if args.experiment is not None:
+        if args.config is not None:
+            raise ColorizeError("give either --from EXPERIMENT_DIR or --config FILE, not both")
+        source = load_experiment(args.experiment)
+        source = dataclasses.replace(source, config=TrainConfig.from_dict(overrides, source.config))
+        data = args.data or source.best.get("data")
+    else:
+        source = from_file_or_defaults(args.config, overrides)
+        data = args.data
+    if not data:
+        raise ColorizeError("--data is required (a folder of colour photos, or 'sample')")
+    return source, data

@@ -18,7 +18,9 @@ from pathlib import Path
 from colorize.errors import ColorizeError
 
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
-SUBCOMMAND_MODULES = ("colorize.train_cli", "serve.cli", "tune.cli", "colorize.jobs")
+SUBCOMMAND_MODULES = (
+    "colorize.train_cli", "serve.cli", "tune.cli", "colorize.jobs", "colorize.pipeline",
+)
 
 CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field
     "image_size": int, "depth": int, "base_filters": int, "dropout": float, "loss": str,

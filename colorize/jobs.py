@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shlex
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from colorize.errors import ColorizeError
 
 SUBMITTABLE = ("tune", "train", "fit")
+JOINS_CLUSTER = ("tune", "train")  # commands with --address: in a job they must join the cluster
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 DEFAULT_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 # Not shipped with a job: environments, outputs, caches, and what only developers need.
@@ -80,7 +82,8 @@ def _cluster_errors(url: str):
     try:
         yield
     except AuthenticationError as exc:
-        refused = "refused the token" if "403" in str(exc) else "requires a token"
+        text = str(exc)  # Ray words a 403 "Authentication failed", a 401 "... required"
+        refused = "refused the token" if "Authentication failed" in text else "requires a token"
         raise ColorizeError(
             f"the cluster at {url} {refused}: set RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN, or "
             "--token-file) to the cluster's token", status=401) from None
@@ -115,6 +118,8 @@ def submit(client, command: str, args: list[str], ship: bool = True,
     """Submit `colorize COMMAND ARGS` as a job; returns its submission id."""
     if command not in SUBMITTABLE:
         raise ColorizeError(f"cannot submit {command!r}: choose one of {', '.join(SUBMITTABLE)}")
+    if command in JOINS_CLUSTER and not any(a.split("=")[0] == "--address" for a in args):
+        args = [*args, "--address", "auto"]  # the job's own cluster, not a new local Ray
     entrypoint = shlex.join(["python", "-m", "colorize.cli", command, *args])
     with _cluster_errors(client._address):
         return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(ship),
@@ -159,6 +164,8 @@ def _job_failed(client, job_id: str, status: str) -> ColorizeError:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    if not args.verbose:  # Ray's packaging chatter (files ignored, upload) stays off the console
+        logging.getLogger("ray").setLevel(logging.ERROR)
     client = connect(args.address, args.token_file)
     job_id = submit(client, args.job_command, args.job_args, ship=not args.no_ship,
                     submission_id=args.job_id)

@@ -42,7 +42,7 @@ HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 36100
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "colorize-cluster"
 START_TIMEOUT_S = 90
-MAX_SOCKET_DIR = 40  # Ray's unix sockets live under the temp dir; paths must stay < 108 chars
+MAX_SOCKET_DIR = 30  # Ray's unix sockets live under the temp dir; paths must stay < 108 chars
 
 
 @dataclass
@@ -127,7 +127,7 @@ def up(
         token_path=str(token_path),
         ray_temp_dir=str(ray_temp),
     )
-    common = ["--block", "--num-gpus", "0", "--disable-usage-stats", "--temp-dir", str(ray_temp),
+    common = ["--block", "--num-gpus", "0", "--disable-usage-stats",
               "--object-store-memory", str(object_store_mb * 2**20), "--num-cpus", str(cpus),
               "--log-style", "record", "--log-color", "false"]
     head = ["--head", "--node-ip-address", HOST, "--port", str(base_port),
@@ -138,7 +138,10 @@ def up(
             role = head if index == 0 else ["--address", cluster.gcs_address, "--node-ip-address", HOST]
             ports = [f"--{k}={v}" for k, v in node_ports(base_port, index).items()]
             name = "head" if index == 0 else f"worker-{index}"
-            cluster.nodes.append(_start_node(cluster, name, role + ports + common))
+            # One temp dir per node, as on separate machines: a node's runtime-env agent
+            # deletes unused working_dirs in its own folder, never under another node's jobs.
+            temp = ["--temp-dir", str(ray_temp / name)]
+            cluster.nodes.append(_start_node(cluster, name, role + ports + temp + common))
             cluster.save()
             _wait_for_nodes(cluster, index + 1)
     except BaseException:

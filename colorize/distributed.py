@@ -114,7 +114,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="colorize-worker-") as tmp:
         checkpoint_dir = Path(tmp) / "checkpoint"
         start_epoch = _restore(ray.train.get_checkpoint(), checkpoint_dir)
-        callbacks = [RayReport(checkpoint_dir, rank, start_epoch)]
+        images_per_epoch = config.steps_per_epoch * config.batch_size * world
+        callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch)]
         if os.environ.get(FAIL_AT_ENV):
             callbacks.append(FailOnce(int(os.environ[FAIL_AT_ENV]), rank == world - 1))
         training.fit(
@@ -182,9 +183,17 @@ class RayReport(keras.callbacks.Callback):
     `checkpoint_dir`, and before early stopping reads val_ssim.
     """
 
-    def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int):
+    def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int):
         super().__init__()
         self.checkpoint_dir, self.rank, self.start_epoch = checkpoint_dir, rank, start_epoch
+        self.images_per_epoch = images_per_epoch
+        self.started = self.last_step = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.last_step = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_step = time.perf_counter()  # the epoch's training ends at its last step
 
     def on_epoch_end(self, epoch, logs=None):
         import ray.train
@@ -193,7 +202,13 @@ class RayReport(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         logs["val_ssim"] = broadcast_from_rank_zero(float(logs.get("val_ssim", 0.0)))
         metrics = {key: float(value) for key, value in logs.items()}
-        metrics.update(epoch=epoch + 1, start_epoch=self.start_epoch)  # start: resumed after
+        train_seconds = max(self.last_step - self.started, 1e-9)
+        metrics.update(
+            epoch=epoch + 1,
+            start_epoch=self.start_epoch,  # the epoch this worker group resumed after
+            train_seconds=train_seconds,  # the epoch's training steps, without validation
+            images_per_second=self.images_per_epoch / train_seconds,  # all workers together
+        )
         checkpoint = (
             ray.train.Checkpoint.from_directory(str(self.checkpoint_dir)) if self.rank == 0 else None
         )
@@ -271,7 +286,7 @@ def run_training(
         started = time.time()
         prepared = prepare_data(data_source, source.config, cache_dir)
         log.info("data: %s", json.dumps(prepared.info()))
-        result = _fit_on_ray(
+        result = train_on_ray(
             source.config, prepared, storage, name, workers, use_gpu, cpus_per_worker,
             lr_scaling, max_failures,
         )
@@ -286,6 +301,7 @@ def run_training(
                 "steps_per_epoch": effective.steps_per_epoch,
                 "storage": str(storage / name),
                 "resumed_after_epoch": int((result.metrics or {}).get("start_epoch", 0)),
+                "last_epoch_images_per_second": (result.metrics or {}).get("images_per_second"),
             },
             "config_source": {"kind": source.kind, "path": source.path},
         }
@@ -295,7 +311,18 @@ def run_training(
     return _finish(out_dir, model, source, history, prepared, train_seconds, extra)
 
 
-def _fit_on_ray(config, prepared, storage, name, workers, use_gpu, cpus_per_worker, lr_scaling, max_failures):
+def train_on_ray(
+    config: TrainConfig,
+    prepared,
+    storage: Path,
+    name: str,
+    workers: int,
+    use_gpu: bool = False,
+    cpus_per_worker: float = 1,
+    lr_scaling: str = "sqrt",
+    max_failures: int = 2,
+):
+    """Run the TensorflowTrainer on `prepared` data; the Ray Train Result (raises ColorizeError)."""
     import ray
     import ray.train
     from ray.train.tensorflow import TensorflowTrainer

@@ -75,10 +75,12 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _header(out_dir: Path, metrics: dict, metadata: dict) -> str:
     when = metadata.get("created") or datetime.datetime.now().isoformat(timespec="seconds")
     data = metadata.get("data", {})
+    photos = data.get("photos", {})
+    counts = " / ".join(str(photos.get(part, "?")) for part in ("train", "val", "test"))
     return (
         f"<h1>Colorization model: {_e(out_dir.name)}</h1>"
         f"<p class='sub'>written {_e(when)} · data <code>{_e(data.get('source', '?'))}</code> "
-        f"({_e(data.get('photos', {}))} photos) · model artifact <code>model/</code> "
+        f"({counts} photos train / val / test) · model artifact <code>model/</code> "
         "(load with <code>colorize evaluate|predict</code> or the Serve endpoint)</p>"
     )
 

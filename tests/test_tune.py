@@ -203,34 +203,34 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_local,
     watcher = threading.Thread(target=interrupt_after_first_trial, daemon=True)
     watcher.start()
     try:
-        first = tuning(photos32, tmp_path, "resume", num_samples=3, max_concurrent=1,
+        first = tuning(photos32, tmp_path, "resume", num_samples=2, max_concurrent=1,
                        scheduler="fifo")
     finally:
         watcher.join()
         signal.signal(signal.SIGUSR1, previous)
     assert first["interrupted"]
     finished = {r.trial_id for r in first["trials"] if r.status == "completed"}
-    assert finished and len(finished) < 3
+    assert len(finished) == 1
     before = {p.parent.name: p.read_text() for p in folder.glob("*/result.json")}
 
     second = tuning(None, tmp_path, "resume", resume=True)
-    assert not second["interrupted"] and len(second["trials"]) == 3
+    assert not second["interrupted"] and len(second["trials"]) == 2
     assert all(r.status == "completed" and r.epochs == 2 for r in second["trials"])
     for trial_dir, text in before.items():  # finished trials were not trained again
         if any(trial_id in trial_dir for trial_id in finished):
             assert (folder / trial_dir / "result.json").read_text() == text
     rows = read_csv(folder / "trials.csv")
-    assert len(rows) == 3 and {row["status"] for row in rows} == {"completed"}
+    assert len(rows) == 2 and {row["status"] for row in rows} == {"completed"}
 
 
 @pytest.mark.slow
 def test_failed_trial_is_retried_from_its_checkpoint(ray_local, photos32, tmp_path):
     FAIL_MARKER.write_text("fail once")  # the trial fails right after its first checkpoint
     try:
-        outcome = tuning(photos32, tmp_path, "retry", num_samples=1, max_epochs=3)
+        outcome = tuning(photos32, tmp_path, "retry", num_samples=1, max_epochs=2)
     finally:
         FAIL_MARKER.unlink(missing_ok=True)
     (result,) = outcome["results"]
-    assert result.error is None and result.metrics["training_iteration"] == 3
+    assert result.error is None and result.metrics["training_iteration"] == 2
     assert result.metrics["resumed_from"] == 1  # continued from epoch 1, not from scratch
     assert outcome["trials"][0].status == "completed"

@@ -46,6 +46,7 @@ def train_cv(config: dict, data: CVData) -> None:
     from colorize.config import TrainConfig
     from colorize.training import EpochTrainer
 
+    _limit_threads()
     keras.backend.clear_session()  # actors are reused across trials
     trial_config = TrainConfig.from_dict(config, TrainConfig.from_dict(data.base))
     trainers = [
@@ -99,6 +100,8 @@ def _restore(checkpoint, trainers: list, histories: list[dict]) -> int:
     with checkpoint.as_directory() as directory:
         epochs = []
         for i, trainer in enumerate(trainers):
+            # build Adam's slots first, so its moments are restored with the weights
+            trainer.model.optimizer.build(trainer.model.trainable_variables)
             epoch, history = load_checkpoint(Path(directory) / f"fold_{i}", trainer.model)
             trainer.epoch = epoch
             histories[i].update(history)
@@ -106,6 +109,20 @@ def _restore(checkpoint, trainers: list, histories: list[dict]) -> int:
     assert len(set(epochs)) == 1, f"folds checkpointed at different epochs: {epochs}"
     log.info("trial resumed from its checkpoint at epoch %d", epochs[0])
     return epochs[0]
+
+
+def _limit_threads() -> None:
+    """TensorFlow's thread pools sized to the trial's CPUs, so concurrent trials don't thrash."""
+    import ray
+    import tensorflow as tf
+
+    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))
+    if cpus >= 1:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cpus)
+            tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
+        except RuntimeError:  # already initialised (a reused actor): keep its settings
+            pass
 
 
 def _test_fail_once() -> None:

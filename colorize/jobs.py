@@ -113,16 +113,21 @@ def runtime_env(ship: bool = True) -> dict:
     return env
 
 
-def submit(client, command: str, args: list[str], ship: bool = True,
-           submission_id: str | None = None) -> str:
-    """Submit `colorize COMMAND ARGS` as a job; returns its submission id."""
+def entrypoint(command: str, args: list[str]) -> str:
+    """The job's shell command: `python -m colorize.cli COMMAND ARGS` (quoted)."""
     if command not in SUBMITTABLE:
         raise ColorizeError(f"cannot submit {command!r}: choose one of {', '.join(SUBMITTABLE)}")
     if command in JOINS_CLUSTER and not any(a.split("=")[0] == "--address" for a in args):
         args = [*args, "--address", "auto"]  # the job's own cluster, not a new local Ray
-    entrypoint = shlex.join(["python", "-m", "colorize.cli", command, *args])
+    return shlex.join(["python", "-m", "colorize.cli", command, *args])
+
+
+def submit(client, command: str, args: list[str], ship: bool = True,
+           submission_id: str | None = None) -> str:
+    """Submit `colorize COMMAND ARGS` as a job; returns its submission id."""
     with _cluster_errors(client._address):
-        return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(ship),
+        return client.submit_job(entrypoint=entrypoint(command, args),
+                                 runtime_env=runtime_env(ship),
                                  submission_id=submission_id,
                                  metadata={"colorize_command": command})
 

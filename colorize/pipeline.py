@@ -60,7 +60,8 @@ def run_pipeline(
     out = Path(out).expanduser().resolve()
     experiment_dir = out / "tune" / name
     if (experiment_dir / "tune_request.json").exists():
-        raise ColorizeError(f"{out} already holds a pipeline run: choose another --out")
+        raise ColorizeError(f"{out} already holds a pipeline run: give another --out, or "
+                            "remove that folder to start over")
     base = config or TrainConfig.from_dict({"epochs": FINAL_EPOCHS})
     dashboard = _start_ray(address, num_cpus)
     say(f"Ray dashboard: {dashboard}" if dashboard else "Ray: joined the running instance")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -150,12 +151,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print("deployed onto the cluster; it keeps serving after this command returns")
         return 0
     print("serving until Ctrl-C", flush=True)
+    for stop in (signal.SIGINT, signal.SIGTERM):  # both end the loop below, cleanly
+        signal.signal(stop, _interrupt)
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
+        import ray
         from ray import serve
 
         serve.shutdown()
+        ray.shutdown()
         print("stopped")
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

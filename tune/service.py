@@ -124,7 +124,7 @@ def run_tuning(
         if seed is not None:
             base = TrainConfig.from_dict({"seed": seed}, base)
         request = TuneRequest(
-            str(data), name, storage_path, folds, num_samples, max_epochs, grace_period,
+            _source(data), name, storage_path, folds, num_samples, max_epochs, grace_period,
             reduction_factor, max_concurrent, cpus_per_trial, gpus_per_trial, scheduler,
             search_space.load_space(space), base.to_dict(),
             str(cache_dir) if cache_dir else None,
@@ -156,6 +156,11 @@ def run_tuning(
             ray.shutdown()
 
 
+def _source(data: str | Path) -> str:
+    """'sample', or the photo folder as an absolute path (resume may run from elsewhere)."""
+    return str(data) if str(data) == "sample" else str(Path(data).expanduser().resolve())
+
+
 def _storage_path(storage: str | Path) -> str:
     text = str(storage)
     if "://" in text:
@@ -178,7 +183,9 @@ def _load_request(experiment_dir: Path, name: str) -> TuneRequest:
 
 
 def _refuse_existing(experiment_dir: Path) -> None:
-    if (experiment_dir / REQUEST_FILE).exists():
+    from ray.tune import Tuner
+
+    if (experiment_dir / REQUEST_FILE).exists() and Tuner.can_restore(str(experiment_dir)):
         raise ColorizeError(
             f"experiment {experiment_dir.name!r} already exists in {experiment_dir.parent}; "
             "add --resume to finish it, or choose another --name"

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +56,14 @@ def train_cv(config: dict, data: CVData) -> None:
     histories: list[dict[str, list[float]]] = [{} for _ in trainers]
     start = _restore(tune.get_checkpoint(), trainers, histories)
     for _ in range(start, data.max_epochs):
+        began = time.perf_counter()
         per_fold = [trainer.run_epoch() for trainer in trainers]
+        train_s = time.perf_counter() - began  # the folds' training and scoring, nothing of Tune's
         for history, scores in zip(histories, per_fold, strict=True):
             for key, value in scores.items():
                 history.setdefault(key, []).append(value)
         metrics = summarize(per_fold)
-        metrics.update(epoch=trainers[0].epoch, resumed_from=start)
+        metrics.update(epoch=trainers[0].epoch, resumed_from=start, train_s=train_s)
         with tempfile.TemporaryDirectory() as tmp:
             _save(Path(tmp), trainers, histories)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -32,11 +32,18 @@ from colorize.config import TrainConfig  # noqa: E402
 from colorize.evaluation import evaluate_photos  # noqa: E402
 from colorize.training import fit  # noqa: E402
 
-VARIANTS = {  # name -> configuration overrides
+VARIANTS = {  # name -> configuration overrides; "rebalance:S" sets the strength S
     "mse": {"loss": "mse"},
     "rebalance": {"loss": "mse", "rebalance": 0.5},
     "mse+ssim": {"loss": "mse+ssim"},
 }
+
+
+def variant(name: str) -> dict:
+    kind, _, strength = name.partition(":")
+    if kind not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)} (rebalance:S)")
+    return {**VARIANTS[kind], **({"rebalance": float(strength)} if strength else {})}
 
 
 def training_pool(shared: Path, imagenet: bool, limit: int, size: int, cache) -> data.PhotoSet:
@@ -64,7 +71,7 @@ def _cached(photos, size, cache_dir):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default="mse,rebalance", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default="mse,rebalance", help=f"comma list of {', '.join(VARIANTS)}, rebalance:S")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--base-filters", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=12)
@@ -97,7 +104,7 @@ def main() -> None:
                        patience=args.patience, batch_size=args.batch_size, precision=args.precision)
     results = {}
     for name in args.variants.split(","):
-        config = TrainConfig.from_dict(VARIANTS[name], base)
+        config = TrainConfig.from_dict(variant(name), base)
         start = time.time()
         model, history = fit(config, train_tiles, val_tiles, verbose=2)
         train_s = time.time() - start

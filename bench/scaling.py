@@ -79,6 +79,7 @@ def throughput(config, prepared, layouts, work: Path) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
     import ray
 
     from colorize.config import TrainConfig
@@ -86,7 +87,6 @@ def main(argv=None) -> int:
     from colorize.experiment import ConfigSource
     from colorize.fit_job import prepare_data
 
-    args = parse_args(argv)
     print(f"machine: {machine()}")
     print("Ray sees", os.cpu_count(), "CPUs: at most 2 one-CPU workers fit; a 2-worker run has no "
           "spare core for the driver, Ray or tf.data, so expect well under 2x.")

@@ -46,13 +46,16 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from colorize.experiment import ConfigSource
     from colorize.fit_job import run_fit
+    from colorize.report import write_report
 
     config = config_from_args(args)
     metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
     test = metrics["test"]
     print(_quality_table(test))
-    print(f"model: {Path(args.out) / 'model'}\nreport: {Path(args.out) / 'results.png'}")
+    source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
+    print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")
     return 0
 
 

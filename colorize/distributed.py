@@ -89,7 +89,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import tensorflow as tf
 
     # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray).
-    threads = int(loop_config.get("cpus_per_worker", 1))
+    threads = max(1, int(loop_config.get("cpus_per_worker", 1)))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

@@ -1,12 +1,12 @@
 """colorize.distributed and `colorize train`: real local Ray (2 CPUs), 2 CPU workers, tiny data.
 
-The experiment folders given to --from are written here in the format `colorize tune`
-produces (best_config.json + trials.csv), so these tests do not depend on tuning.
+The experiment folders given to --from are written by tuning's own writers
+(tune.results: best_config.json + trials.csv) from made-up trial records, not by a Tune
+run, to keep these tests to a few minutes on 2 cores.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -30,18 +30,18 @@ from colorize.experiment import ConfigSource, load_experiment
 
 
 def write_experiment(folder: Path, config: TrainConfig, data: Path) -> Path:
-    """An experiment folder as `colorize tune` leaves it: best_config.json and trials.csv."""
+    """An experiment folder written by tuning's own writers (best_config.json, trials.csv)."""
+    from tune.results import TrialRecord, write_best_config, write_trials_csv
+
     folder.mkdir(parents=True)
-    best = {
-        "config": config.to_dict(), "ssim_mean": 0.71, "ssim_std": 0.02, "psnr_mean": 21.5,
-        "trial_id": "trial_best", "epochs": 2, "data": str(data),
-    }
-    (folder / "best_config.json").write_text(json.dumps(best))
-    with (folder / "trials.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["trial_id", "learning_rate", "loss", "epochs", "status", "ssim_mean", "ssim_std", "psnr_mean"])
-        writer.writerow(["trial_best", config.learning_rate, config.loss, 2, "TERMINATED", 0.71, 0.02, 21.5])
-        writer.writerow(["trial_second", 0.01, "ssim", 1, "PRUNED", 0.65, 0.03, 20.1])
+    records = [
+        TrialRecord("trial_best", {"learning_rate": config.learning_rate, "loss": config.loss},
+                    "completed", 2, {"ssim_mean": 0.71, "ssim_std": 0.02, "psnr_mean": 21.5}),
+        TrialRecord("trial_second", {"learning_rate": 0.01, "loss": "ssim"},
+                    "stopped by ASHA", 1, {"ssim_mean": 0.65, "ssim_std": 0.03, "psnr_mean": 20.1}),
+    ]
+    write_trials_csv(records, ["learning_rate", "loss"], folder / "trials.csv")
+    write_best_config(records[0], config.to_dict(), str(data), folder / "best_config.json")
     return folder
 
 

@@ -25,7 +25,9 @@ def machine() -> str:
         memory = f"{pages / 2**30:.0f} GiB"
     except (ValueError, OSError):
         memory = "? GiB"
-    return f"{model}, {os.cpu_count()} logical cores, {memory}, Python {platform.python_version()}"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{model}, {usable} usable of {os.cpu_count()} logical cores, {memory}, "
+            f"Python {platform.python_version()}")
 
 
 def require_shared_data() -> Path:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,20 +36,9 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {usable} usable cores ({os.cpu_count()} online), Python {platform.python_version()}"
+sys.path.insert(0, str(ROOT))
+from bench.common import SHARED_DATA as DATA  # noqa: E402
+from bench.common import machine  # noqa: E402
 
 
 def photo_bodies(count: int, side: int = 256) -> list[bytes]:

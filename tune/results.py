@@ -97,6 +97,7 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for record in sorted(records, key=lambda r: r.trial_id):
@@ -104,10 +105,11 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path
             continue
         epochs = range(1, len(record.curve) + 1)
         pruned = record.status != COMPLETED
-        line = ax.plot(epochs, record.curve, linestyle="--" if pruned else "-", alpha=0.8,
+        line = ax.plot(epochs, record.curve, linestyle="--" if pruned else "-", marker=".", alpha=0.8,
                        label=f"{record.trial_id} ({record.status})")[0]
         ax.plot(len(record.curve), record.curve[-1], "x" if pruned else "o", color=line.get_color())
     ax.set_xlim(0.8, max_epochs + 0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation SSIM (mean over folds)")
     ax.set_title("trials (dashed, x: stopped before the last epoch)")

@@ -106,6 +106,18 @@ def test_bad_inputs_fail_before_any_trial(photos32, tmp_path, options, message):
     assert not (tmp_path / "bad").exists()  # nothing started
 
 
+def test_default_batch_sizes_shrink_to_what_a_fold_can_fill(photos32):
+    from tune.service import TuneRequest, prepare_cv_data
+
+    request = TuneRequest(str(photos32), "x", folds=3, space=search_space.load_space(None),
+                          config=TINY.to_dict())
+    data = prepare_cv_data(request, TINY)
+    assert request.space["batch_size"] == [8]  # folds train on ~11 tiles
+    assert len(data.folds) == 3 and all(len(train) >= 8 for train, _ in data.folds)
+    held = sorted(int(i) for _, h in data.folds for i in h)
+    assert held == list(range(len(data.tiles)))  # each tile held out exactly once
+
+
 def test_too_few_colour_photos_is_a_clear_error(tmp_path):
     import cv2
     import numpy as np

@@ -219,6 +219,15 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
 
 
 def _check_batch_sizes(request: TuneRequest, base: TrainConfig, fold_tiles: int) -> None:
+    """Refuse batch sizes that a fold cannot fill; the default choices shrink to fit instead."""
+    default = search_space.DEFAULT_SPACE["batch_size"]
+    if request.space.get("batch_size") == default:
+        fitting = [size for size in default if size <= fold_tiles]
+        if fitting and fitting != default:
+            log.warning(
+                "a fold trains on %d tiles: searching batch sizes %s only", fold_tiles, fitting
+            )
+            request.space["batch_size"] = fitting
     if "batch_size" in request.space:
         largest = max(search_space.values_of(request.space, "batch_size"))
     else:

@@ -26,8 +26,9 @@ def machine() -> str:
     except (ValueError, OSError):
         memory = "? GiB"
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{model}, {usable} usable of {os.cpu_count()} logical cores, {memory}, "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()}, load average {load:.1f} at start")
 
 
 def require_shared_data() -> Path:

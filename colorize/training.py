@@ -7,6 +7,7 @@ product is judged by) and returns the model and its per-epoch history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -118,11 +119,16 @@ def save_checkpoint(directory: Path, model: keras.Model, epoch: int, history: di
 
 
 def load_checkpoint(directory: str | Path, model: keras.Model) -> tuple[int, dict]:
-    """Restore weights into `model`; (epochs done, history). (0, {}) when there is none."""
+    """Restore weights (and the optimizer's moments) into `model`; (epochs done, history).
+    (0, {}) when there is none. Call it in the strategy's scope when there is one."""
     directory = Path(directory)
     if not (directory / "state.json").exists():
         return 0, {}
     state = json.loads((directory / "state.json").read_text())
+    optimizer = getattr(model, "optimizer", None)  # None for an inference-only model
+    if optimizer is not None and not optimizer.built:
+        # Adam's slots must exist before loading, or Keras skips them and resets the moments.
+        optimizer.build(model.trainable_variables)
     model.load_weights(directory / "weights.weights.h5")
     return int(state["epoch"]), state["history"]
 
@@ -145,17 +151,14 @@ def fit(
     `strategy` (a tf.distribute strategy) builds the model in its scope; `train_dataset`
     replaces the default tf.data pipeline (Ray Train passes a per-worker shard).
     """
-    if strategy is not None:
-        with strategy.scope():
-            model = compile_model(config, train_tiles)
-    else:
-        model = compile_model(config, train_tiles)
     history: dict[str, list[float]] = {}
     initial_epoch = 0
-    if checkpoint_dir is not None:
-        initial_epoch, history = load_checkpoint(checkpoint_dir, model)
-        if initial_epoch:
-            log.info("resuming from %s at epoch %d", checkpoint_dir, initial_epoch)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = compile_model(config, train_tiles)
+        if checkpoint_dir is not None:
+            initial_epoch, history = load_checkpoint(checkpoint_dir, model)
+    if initial_epoch:
+        log.info("resuming from %s at epoch %d", checkpoint_dir, initial_epoch)
     if initial_epoch >= config.epochs or _stopped_early(history, config):
         return model, history
 

@@ -53,8 +53,11 @@ def test_checkpoint_resumes_where_it_stopped(tiles, tiny_config, tmp_path):
     fit(tiny_config, *tiles, checkpoint_dir=ckpt, verbose=0)  # epochs 1-2
     assert json.loads((ckpt / "state.json").read_text())["epoch"] == 2
     longer = dataclasses.replace(tiny_config, epochs=3)
-    _, history = fit(longer, *tiles, checkpoint_dir=ckpt, verbose=0)  # only epoch 3 runs
+    model, history = fit(longer, *tiles, checkpoint_dir=ckpt, verbose=0)  # only epoch 3 runs
     assert len(history["loss"]) == 3
+    # Adam's state came back too: its step count continues instead of restarting at 0.
+    steps = data.steps_per_epoch(len(tiles[0]), tiny_config.batch_size)
+    assert int(model.optimizer.iterations) == 3 * steps
     assert json.loads((ckpt / "state.json").read_text())["epoch"] == 3
 
 

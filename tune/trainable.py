@@ -103,8 +103,6 @@ def _restore(checkpoint, trainers: list, histories: list[dict]) -> int:
     with checkpoint.as_directory() as directory:
         epochs = []
         for i, trainer in enumerate(trainers):
-            # build Adam's slots first, so its moments are restored with the weights
-            trainer.model.optimizer.build(trainer.model.trainable_variables)
             epoch, history = load_checkpoint(Path(directory) / f"fold_{i}", trainer.model)
             trainer.epoch = epoch
             histories[i].update(history)

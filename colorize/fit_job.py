@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from colorize import data
+from colorize import metrics as metrics_lib
 from colorize.artifact import Artifact, save_artifact
 from colorize.config import TrainConfig
 from colorize.evaluation import evaluate_photos
@@ -86,18 +87,23 @@ def finalize(
 ) -> dict:
     """Evaluate on the test split at full resolution, write artifact, plots and metrics.json."""
     artifact = Artifact(model, config)
-    val_scores = score_tiles(model, prepared.tiles("val"), config.image_size)
+    val_tiles = prepared.tiles("val")
+    val_scores = score_tiles(model, val_tiles, config.image_size)
+    val_rgb = list(data.eval_arrays(val_tiles, config.image_size)[0])
+    val_grey = metrics_lib.score(val_rgb, [metrics_lib.grey_prediction(t) for t in val_rgb])
     test_photos = prepared.photos("test")
     test = evaluate_photos(artifact, test_photos)
     metrics = {
         "validation": val_scores,
+        "validation_grey": val_grey,  # the grey prediction on the same centre crops
         "test": test,
         "epochs": len(history.get("loss", [])),
         "train_seconds": round(train_seconds, 1),
         **(extra or {}),
     }
     save_artifact(out_dir / "model", model, config, metrics, prepared.info())
-    plot_history(history, out_dir / "plots", grey={k: test["grey"][k] for k in ("ssim", "psnr")})
+    # The curves are validation centre crops: draw the grey prediction's level on those too.
+    plot_history(history, out_dir / "plots", grey=val_grey)
     samples = [photo.load() for photo in test_photos[:RESULT_ROWS]]
     plot_results(artifact, samples, out_dir / "results.png")
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))

@@ -112,6 +112,9 @@ def _training_section(metrics: dict, metadata: dict) -> str:
         ["training time (s)", _e(metrics.get("train_seconds"))],
         ["validation SSIM / PSNR (centre crops)", f"{_fmt(val.get('ssim'))} / {_fmt(val.get('psnr'), 2)}"],
     ]
+    grey = metrics.get("validation_grey")
+    if grey:
+        rows.append(["grey prediction on the same crops", f"{_fmt(grey.get('ssim'))} / {_fmt(grey.get('psnr'), 2)}"])
     for key, value in metrics.get("distributed", {}).items():
         rows.append([f"Ray Train: {_e(key.replace('_', ' '))}", _fmt(value, 6)])
     tiles = metadata.get("data", {}).get("tiles")

@@ -38,6 +38,8 @@ def test_fit_writes_everything_and_reports_against_grey(fitted):
         assert (out / path).is_file(), path
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"model", "grey", "truth"} <= set(metrics["test"]) and metrics["epochs"] == 2
+    # the curves' reference level: the grey prediction on the same validation crops
+    assert metrics["validation_grey"]["colourfulness"] < 1 < metrics["validation_grey"]["psnr"]
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
 
 

@@ -26,7 +26,7 @@ class TrainConfig:
     dropout: float = 0.1  # dropout at the bottleneck
     loss: str = "mse"  # one of LOSSES
     ssim_weight: float = 0.5  # weight of (1 - SSIM) in "mse+ssim"
-    rebalance: float = 0.0  # 0 = off; 0.5 = Zhang et al.'s rare-colour weighting; at most 0.95
+    rebalance: float = 0.0  # rare-colour weighting: 0 = off, 0.5 = Zhang et al.'s, 0.95 = most
     batch_size: int = 16  # images per step (per worker on Ray Train)
     learning_rate: float = 1e-3  # Adam
     epochs: int = 100  # upper bound; early stopping usually ends sooner

@@ -27,14 +27,16 @@ def ab_bin_index(ab):
 
 
 def rebalance_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
-    """Per-bin weights ((1 - s) p + s / Q)^-1 (Zhang's lambda = 1 - s, p smoothed), scaled so
-    the mean weight over the training pixels is 1: the loss keeps plain MSE's scale."""
+    """Per-bin weights (s p + (1 - s) / Q)^-1, p the smoothed colour frequencies: Zhang et
+    al.'s ((1 - lambda) p + lambda / Q)^-1 with lambda = 1 - s, so s = 0 weighs every colour
+    alike, 0.5 is their setting and s -> 1 is pure inverse frequency. Scaled so the mean
+    weight over the training pixels is 1: the loss keeps plain MSE's scale."""
     import cv2
 
     counts = np.bincount(ab_bin_index(ab_train).ravel(), minlength=BINS * BINS).astype(np.float64)
     p = cv2.GaussianBlur(counts.reshape(BINS, BINS), (0, 0), 0.5).ravel()  # sigma ~ 5 Lab units
     p /= p.sum()
-    weights = 1.0 / ((1.0 - strength) * p + strength / p.size)
+    weights = 1.0 / (strength * p + (1.0 - strength) / p.size)
     weights /= np.sum(counts * weights) / counts.sum()
     return weights.astype(np.float32)
 

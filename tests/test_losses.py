@@ -34,3 +34,12 @@ def test_rebalancing_weights_rare_colours_more(ab_pair):
     config = TrainConfig(image_size=16, depth=2, rebalance=0.5)
     weighted = losses.make_loss(config, weights)
     assert float(np.mean(weighted(truth, truth))) == pytest.approx(0, abs=1e-6)
+
+
+def test_rebalancing_strength_grows_with_the_option():
+    ab = np.zeros((1, 32, 32, 2), np.float32)
+    ab[0, :2, :2] = 0.7
+    neutral, saturated = losses.ab_bin_index(np.array([[0.0, 0.0], [0.7, 0.7]], np.float32))
+    ratios = [(w[saturated] / w[neutral]) for w in (losses.rebalance_weights(ab, s) for s in (0.0, 0.5, 0.95))]
+    assert ratios[0] == pytest.approx(1.0)  # 0 weighs every colour alike
+    assert ratios[0] < ratios[1] < ratios[2]

@@ -46,27 +46,12 @@ def variant(name: str) -> dict:
     return {**VARIANTS[kind], **({"rebalance": float(strength)} if strength else {})}
 
 
-def training_pool(shared: Path, imagenet: bool, limit: int, size: int, cache) -> data.PhotoSet:
+def training_pool(shared: Path, imagenet: bool, limit: int, size: int) -> data.PhotoSet:
     """bsds500 train + val (+ imagenet-sample) as one photo set (tiles), never bsds500/test."""
     photos = data.folder_photos(shared / "bsds500" / "train") + data.folder_photos(shared / "bsds500" / "val")
     if imagenet:
         photos += data.folder_photos(shared / "imagenet-sample")
-    photos = photos[:limit] if limit else photos
-    return _cached(photos, size, cache)
-
-
-def _cached(photos, size, cache_dir):
-    import hashlib
-
-    key = hashlib.sha256(json.dumps([p.name for p in photos] + [size]).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"bench-pool-{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return data.PhotoSet(list(z["names"]), z["tiles"], z["owner"])
-    photoset = data._decode_all(photos, size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, names=np.array(photoset.names), tiles=photoset.tiles, owner=photoset.owner)
-    return photoset
+    return data.load_photos(photos[:limit] if limit else photos, size)
 
 
 def main() -> None:
@@ -90,7 +75,7 @@ def main() -> None:
     shared = require_shared_data()
     print(f"machine: {machine()}")
     started = time.time()
-    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size, data.default_cache_dir())
+    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size)
     order = np.random.default_rng(0).permutation(len(pool.names))
     n_val = max(1, len(order) // 10)
     val_tiles, train_tiles = pool.tiles_of(order[:n_val]), pool.tiles_of(order[n_val:])

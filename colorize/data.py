@@ -40,6 +40,7 @@ def stored_side(size: int) -> int:
 class Photo:
     name: str  # relative path, or "astronaut#0" for a sample tile
     load: Callable[[], np.ndarray]  # -> the full-resolution RGB uint8 photo
+    path: Path | None = None  # the file, for the cache key; None for built-in photos
 
 
 @dataclass
@@ -78,7 +79,7 @@ def find_images(folder: str | Path) -> list[Path]:
 
 def folder_photos(folder: str | Path) -> list[Photo]:
     root = Path(folder).expanduser()
-    return [Photo(str(p.relative_to(root)), _file_loader(p)) for p in find_images(root)]
+    return [Photo(str(p.relative_to(root)), _file_loader(p), p) for p in find_images(root)]
 
 
 def _file_loader(path: Path) -> Callable[[], np.ndarray]:
@@ -109,8 +110,18 @@ def load_photoset(
     source: str | Path, size: int, cache_dir: str | Path | None = None, min_photos: int = 3
 ) -> PhotoSet:
     """Decode every photo of `source` into tiles for crop side `size`, via the disk cache."""
-    photos = photos_from(source)
-    key = _cache_key(source, photos, size)
+    photoset = load_photos(photos_from(source), size, cache_dir)
+    if len(photoset.names) < min_photos:
+        raise ColorizeError(
+            f"{source} has {len(photoset.names)} usable colour photo(s); at least {min_photos} "
+            "are needed (greyscale and undecodable files are skipped)"
+        )
+    return photoset
+
+
+def load_photos(photos: list[Photo], size: int, cache_dir: str | Path | None = None) -> PhotoSet:
+    """Tiles of any list of photos (e.g. several folders together), via the disk cache."""
+    key = _cache_key(photos, size)
     cache_file = _cache_path(cache_dir, key)
     photoset = _read_cache(cache_file)
     if photoset is None:
@@ -123,11 +134,6 @@ def load_photoset(
             len(photoset.skipped),
             len(photos),
             "; ".join(f"{n} ({why})" for n, why in list(photoset.skipped.items())[:10]),
-        )
-    if len(photoset.names) < min_photos:
-        raise ColorizeError(
-            f"{source} has {len(photoset.names)} usable colour photo(s); at least {min_photos} "
-            "are needed (greyscale and undecodable files are skipped)"
         )
     return photoset
 
@@ -170,14 +176,13 @@ def tile_photo(rgb: np.ndarray, side: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(resized[:side, s : s + side]) for s in starts]
 
 
-def _cache_key(source: str | Path, photos: list[Photo], size: int) -> str:
+def _cache_key(photos: list[Photo], size: int) -> str:
     entries = []
-    root = Path(source).expanduser()
     for photo in photos:
-        path = root / photo.name
-        stat = path.stat() if str(source) != SAMPLE and path.exists() else None
-        entries.append([photo.name, stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0])
-    payload = json.dumps([CACHE_VERSION, str(source) == SAMPLE, stored_side(size), entries])
+        stat = photo.path.stat() if photo.path is not None and photo.path.exists() else None
+        location = str(photo.path.resolve()) if photo.path is not None else photo.name
+        entries.append([location, stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0])
+    payload = json.dumps([CACHE_VERSION, stored_side(size), entries])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

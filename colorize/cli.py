@@ -53,7 +53,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
     test = metrics["test"]
-    print(_quality_table(test))
+    print(quality_table(test))
     source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
     print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")
     return 0
@@ -69,7 +69,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.limit:
         photos = photos[: args.limit]
     result = evaluate_photos(artifact, photos)
-    print(_quality_table(result))
+    print(quality_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
@@ -109,7 +109,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failures == len(inputs) else 0
 
 
-def _quality_table(result: dict) -> str:
+def quality_table(result: dict) -> str:
     model, grey = result["model"], result["grey"]
     lines = [
         f"{'':14}{'PSNR (dB)':>10}{'SSIM':>8}{'colourful':>11}",

@@ -90,7 +90,7 @@ def finalize(
     val_tiles = prepared.tiles("val")
     val_scores = score_tiles(model, val_tiles, config.image_size)
     val_rgb = list(data.eval_arrays(val_tiles, config.image_size)[0])
-    val_grey = metrics_lib.score(val_rgb, [metrics_lib.grey_prediction(t) for t in val_rgb])
+    val_grey = metrics_lib.grey_score(val_rgb)
     test_photos = prepared.photos("test")
     test = evaluate_photos(artifact, test_photos)
     metrics = {

@@ -63,11 +63,16 @@ def grey_prediction(rgb: np.ndarray) -> np.ndarray:
     return lab.to_uint8(lab.grey_rgb(rgb))
 
 
+def grey_score(truths: list[np.ndarray]) -> dict[str, float]:
+    """The grey prediction's PSNR, SSIM and colourfulness on `truths`."""
+    return score(truths, [grey_prediction(t) for t in truths])
+
+
 def compare_with_grey(truths: list[np.ndarray], preds: list[np.ndarray]) -> dict[str, dict]:
     """Model and grey-prediction scores side by side, plus the truth's colourfulness."""
     return {
         "model": score(truths, preds),
-        "grey": score(truths, [grey_prediction(t) for t in truths]),
+        "grey": grey_score(truths),
         "truth": {"colourfulness": float(np.mean([colourfulness(t) for t in truths]))},
         "images": len(truths),
     }

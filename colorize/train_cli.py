@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from colorize.cli import _quality_table
+    from colorize.cli import quality_table
     from colorize.distributed import run_training
 
     source, data = resolve_source(args)
@@ -54,7 +54,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lr_scaling=args.lr_scaling, max_failures=args.max_failures, autoscale=args.autoscale,
         cache_dir=args.cache,
     )
-    print(_quality_table(metrics["test"]))
+    print(quality_table(metrics["test"]))
     print(f"model: {metrics['artifact']}\nreport: {metrics['report']}")
     return 0
 

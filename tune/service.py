@@ -26,6 +26,7 @@ import numpy as np
 
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
+from colorize.ray_session import connect
 from tune import results, search_space
 from tune.trainable import METRIC, CVData, train_cv
 
@@ -138,7 +139,8 @@ def run_tuning(
 
     import ray
 
-    owned, dashboard_url = _connect(address)
+    owned, dashboard_url = connect(address)
+    dashboard_url = dashboard_url or ""
     (on_dashboard or (lambda url: log.info("Ray dashboard: %s", url)))(dashboard_url)
     try:
         started = time.time()
@@ -194,10 +196,11 @@ def _refuse_existing(experiment_dir: Path) -> None:
 
 def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     """Tiles of the train+validation photos and k folds over them (by photo)."""
-    from colorize.data import kfold, load_photoset, split_photos
+    from colorize.data import kfold
+    from colorize.fit_job import prepare_data
 
-    photoset = load_photoset(request.data, base.image_size, request.cache_dir)
-    split = split_photos(len(photoset.names), base.seed)
+    prepared = prepare_data(request.data, base, request.cache_dir)
+    photoset, split = prepared.photoset, prepared.split
     pool = np.concatenate([split.train, split.val])  # the test photos stay unseen
     if request.folds > len(pool):
         raise ColorizeError(
@@ -237,32 +240,6 @@ def _check_batch_sizes(request: TuneRequest, base: TrainConfig, fold_tiles: int)
             f"batch size {largest} is larger than the training part of a fold ({fold_tiles} "
             "tiles); search smaller batch sizes (--space), use fewer --folds, or add photos"
         )
-
-
-def _connect(address: str | None) -> tuple[bool, str]:
-    """Join `address`, reuse this process's Ray, or start a local one; (we own it, dashboard)."""
-    import ray
-    from ray._private.worker import get_dashboard_url
-
-    if ray.is_initialized():
-        return False, _http(get_dashboard_url())
-    try:
-        if address:
-            context = ray.init(address=address, log_to_driver=False)
-        else:  # "local" never attaches to another cluster that happens to run here
-            context = ray.init(
-                address="local", include_dashboard=True, dashboard_host="127.0.0.1",
-                log_to_driver=False,
-            )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise ColorizeError(f"could not connect to Ray at {address or 'local'}: {exc}") from None
-    return True, _http(context.dashboard_url)
-
-
-def _http(url: str | None) -> str:
-    if not url:
-        return ""
-    return url if url.startswith("http") else f"http://{url}"
 
 
 def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, verbose: int,

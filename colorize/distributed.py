@@ -37,6 +37,7 @@ import numpy as np
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
+from colorize.ray_session import connect
 
 log = logging.getLogger(__name__)
 
@@ -278,9 +279,7 @@ def run_training(
     out_dir = Path(out_dir).expanduser().resolve()
     storage = Path(storage).expanduser().resolve() if storage else out_dir / "ray"
     scaled_learning_rate(source.config.learning_rate, max(workers, 1), lr_scaling)  # validates
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address or "local", log_to_driver=False, configure_logging=False)
+    started_ray, _ = connect(address)
     try:
         check_resources(workers, use_gpu, cpus_per_worker, autoscale)
         started = time.time()

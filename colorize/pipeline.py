@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from colorize.errors import ColorizeError
+from colorize.ray_session import connect
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def run_pipeline(
         raise ColorizeError(f"{out} already holds a pipeline run: give another --out, or "
                             "remove that folder to start over")
     base = config or TrainConfig.from_dict({"epochs": FINAL_EPOCHS})
-    dashboard = _start_ray(address, num_cpus)
+    # One Ray for the three steps: tune, train and serve each reuse it.
+    dashboard = connect(address, num_cpus=num_cpus)[1]
     say(f"Ray dashboard: {dashboard}" if dashboard else "Ray: joined the running instance")
     started = time.time()
 
@@ -89,23 +91,6 @@ def run_pipeline(
         "artifact": metrics["artifact"], "report": metrics["report"], "endpoint": endpoint,
         "dashboard_url": dashboard, "seconds": round(time.time() - started, 1),
     }
-
-
-def _start_ray(address: str | None, num_cpus: int | None) -> str | None:
-    """One Ray for the three steps (each reuses an initialised Ray); its dashboard URL."""
-    import ray
-
-    if ray.is_initialized():
-        return None
-    options: dict[str, Any] = {"address": address or "local", "log_to_driver": False}
-    if options["address"] == "local":
-        options.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1")
-    try:
-        context = ray.init(**options)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise ColorizeError(f"could not start or reach Ray at {options['address']}: {exc}") from None
-    url = context.dashboard_url
-    return f"http://{url}" if url and not url.startswith("http") else url
 
 
 def register(subparsers) -> None:
@@ -136,7 +121,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from colorize.cli import _quality_table, config_from_args
+    from colorize.cli import config_from_args, quality_table
     from colorize.config import TrainConfig
 
     config = config_from_args(args)
@@ -149,7 +134,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
         port=args.port, address=args.address, num_cpus=args.num_cpus, cache_dir=args.cache,
         say=lambda line: print(line, flush=True),
     )
-    print(_quality_table(result["metrics"]["test"]))
+    print(quality_table(result["metrics"]["test"]))
     print(f"best config: {Path(result['experiment_dir']) / 'best_config.json'}")
     print(f"model: {result['artifact']}")
     if not args.no_wait:

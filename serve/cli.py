@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from colorize.errors import ColorizeError
+from colorize.ray_session import connect
 from serve.settings import API_KEY_ENV, Settings, parse_replicas
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def start(
         "model_dir": str(model_dir), "host": host, "port": port,
         "min_replicas": low, "max_replicas": high, **options,
     })
-    ensure_ray(address)
+    connect(address)
     url = deploy(settings, name=name, route_prefix=route_prefix)
     if blocking:
         log.info("serving %s at %s (Ctrl-C stops)", settings.model_dir, url)
@@ -62,23 +62,6 @@ def start(
 
             serve.delete(name)
     return url
-
-
-def ensure_ray(address: str | None = None, dashboard_port: int | None = None) -> str | None:
-    """Initialise Ray if needed; returns the dashboard URL when Ray knows one."""
-    import ray
-
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": address or "local", "log_to_driver": False}
-        if kwargs["address"] == "local":
-            kwargs.update(dashboard_host="127.0.0.1", dashboard_port=dashboard_port)
-        try:
-            context = ray.init(**kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ColorizeError(f"could not start or reach Ray at {kwargs['address']!r}: {exc}") from None
-        url = getattr(context, "dashboard_url", None)
-        return f"http://{url}" if url and not url.startswith("http") else url
-    return None
 
 
 def deploy(settings: Settings, name: str = APP_NAME, route_prefix: str = "/") -> str:
@@ -143,7 +126,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_dict(values)
     if not args.address:
         read_metadata(settings.model_dir)  # a wrong folder fails before Ray starts
-    dashboard = ensure_ray(args.address, args.dashboard_port)
+    dashboard = connect(args.address, dashboard_port=args.dashboard_port)[1]
     url = deploy(settings)
     print(f"endpoint:  POST {url}colorize\nweb page:  {url}\nAPI docs:  {url}docs")
     print(f"dashboard: {dashboard or 'see the Ray cluster'}", flush=True)

@@ -7,26 +7,51 @@ so no detail is lost. Used by the CLI, the plots, the report and the Serve endpo
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from colorize import lab
 from colorize.artifact import Artifact
+from colorize.errors import ColorizeError
 from colorize.data import stored_side
 from colorize.images import split_alpha
 from colorize.training import predict_ab
 
 MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its long side
+MAX_STRENGTH = 3.0  # colour strength: 0 = grey, 1 = the model's calibrated colour, 3 = triple
 
 
-def colorize_image(artifact: Artifact, image: np.ndarray) -> np.ndarray:
+def check_strength(strength: float) -> float:
+    """`strength` as a float in [0, MAX_STRENGTH]; ColorizeError (HTTP 422) otherwise."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 <= value <= MAX_STRENGTH:  # also refuses NaN
+        raise ColorizeError(
+            f"strength must be a number from 0 (grey) to {MAX_STRENGTH:g}, 1 being the model's "
+            f"calibrated colour; got {strength!r}",
+            status=422,
+        )
+    return value
+
+
+def colorize_image(artifact: Artifact, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """One decoded image (grey, RGB, RGBA; uint8 or uint16) -> RGB or RGBA uint8, same size."""
-    return colorize_batch(artifact, [image])[0]
+    return colorize_batch(artifact, [image], strength)[0]
 
 
-def colorize_batch(artifact: Artifact, images: list[np.ndarray]) -> list[np.ndarray]:
-    """Colorize several images in one forward pass (padded to a common shape)."""
-    return [_compose(p, ab) for p, ab in predict_full_ab(artifact, images)]
+def colorize_batch(
+    artifact: Artifact, images: list[np.ndarray], strength: float = 1.0
+) -> list[np.ndarray]:
+    """Colorize several images in one forward pass (padded to a common shape).
+
+    `strength` scales the predicted chroma (a/b) around grey: 0 gives the grey prediction
+    exactly, 1 the model's own (calibrated) colour, larger values more vivid colour."""
+    strength = check_strength(strength)
+    return [_compose(p, ab * strength) for p, ab in predict_full_ab(artifact, images)]
 
 
 def predict_full_ab(artifact: Artifact, images: list[np.ndarray]) -> list[tuple[dict, np.ndarray]]:

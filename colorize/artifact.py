@@ -35,6 +35,11 @@ class Artifact:
     config: TrainConfig
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def calibration(self) -> dict[str, float]:
+        """The colour calibration fitted after training (calibration.py); {} when none."""
+        return self.metadata.get("calibration", {})
+
 
 def package_versions() -> dict[str, str]:
     import cv2
@@ -57,6 +62,7 @@ def save_artifact(
     config: TrainConfig,
     metrics: dict[str, Any] | None = None,
     data_info: dict[str, Any] | None = None,
+    calibration: dict[str, float] | None = None,
 ) -> Path:
     """Write the artifact: an uncompiled float32 copy of the model (loadable without our
     losses, fast on any CPU, whatever precision it was trained in) and its metadata."""
@@ -70,8 +76,9 @@ def save_artifact(
         "format_version": FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),
-        "image_size": config.image_size,
         "normalisation": lab.NORMALISATION,
+        "head": config.head,  # regression: tanh a/b; bins: logits over ab_bins' centres
+        "calibration": calibration or {},  # applied at inference (colorizer.py)
         "metrics": metrics or {},
         "data": data_info or {},
         "versions": package_versions(),

@@ -22,27 +22,51 @@ SUBCOMMAND_MODULES = (
     "colorize.train_cli", "serve.cli", "tune.cli", "colorize.jobs", "colorize.pipeline",
 )
 
-CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field
-    "image_size": int, "depth": int, "base_filters": int, "dropout": float, "loss": str,
-    "rebalance": float, "batch_size": int, "learning_rate": float, "epochs": int,
-    "patience": int, "steps_per_epoch": int, "seed": int, "precision": str,
-}
-
-
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """--image-size, --loss, ... overriding the defaults (or --config FILE)."""
+    """One flag per TrainConfig field (--image-size, --loss, ...), typed and explained from the
+    dataclass itself, overriding the defaults (or --config FILE)."""
+    import dataclasses
+
+    from colorize.config import CHOICES, TrainConfig
+
     group = parser.add_argument_group("model and training (override --config)")
     group.add_argument("--config", type=Path, help="JSON file of configuration values")
-    for name, kind in CONFIG_OPTIONS.items():
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    helps = TrainConfig.field_help()
+    for field in dataclasses.fields(TrainConfig):
+        kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
+        group.add_argument(
+            "--" + field.name.replace("_", "-"), dest=field.name, type=kind, default=None,
+            choices=CHOICES.get(field.name), metavar="yes|no" if kind is _yes_no else None,
+            help=f"{helps.get(field.name, '')} (default: {field.default})",
+        )
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() in ("yes", "true", "1", "on"):
+        return True
+    if value.lower() in ("no", "false", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields given on the command line (None = not given)."""
+    import dataclasses
+
+    from colorize.config import TrainConfig
+
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
 
 
 def config_from_args(args: argparse.Namespace):
     from colorize.config import TrainConfig
 
     base = TrainConfig.from_file(args.config) if getattr(args, "config", None) else None
-    values = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k, None) is not None}
-    return TrainConfig.from_dict(values, base)
+    return TrainConfig.from_dict(config_overrides(args), base)
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:

@@ -14,9 +14,10 @@ import numpy as np
 
 from colorize import lab
 from colorize.artifact import Artifact
-from colorize.errors import ColorizeError
 from colorize.data import stored_side
+from colorize.errors import ColorizeError
 from colorize.images import split_alpha
+from colorize.model import decode_ab
 from colorize.training import predict_ab
 
 MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its long side
@@ -62,7 +63,7 @@ def predict_full_ab(artifact: Artifact, images: list[np.ndarray]) -> list[tuple[
     height = _round_up(max(p["small"].shape[0] for p in prepared), multiple)
     width = _round_up(max(p["small"].shape[1] for p in prepared), multiple)
     batch = np.stack([_pad(p["small"], height, width) for p in prepared])[..., None]
-    ab_small = predict_ab(artifact.model, batch)
+    ab_small = decode_ab(predict_ab(artifact.model, batch), artifact.config, artifact.calibration)
     return [(p, _upsample_ab(p, ab_small[i])) for i, p in enumerate(prepared)]
 
 

@@ -6,7 +6,10 @@ Overrides go through `dataclasses.replace` (or `TrainConfig.from_dict`); unknown
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,22 +18,32 @@ from colorize.errors import ColorizeError
 
 LOSSES = ("mse", "ssim", "mse+ssim")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+HEADS = ("regression", "bins")
+MONITORS = ("ssim", "psnr", "colour")
+MAX_VIEWS = 4
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     image_size: int = 64  # training crop side in px; must be a multiple of 2**depth
+    views: int = 1  # training views per photo: 1 = the whole photo at the working scale; N adds views cut at 2..N x that scale
     depth: int = 3  # U-Net down-sampling levels
     base_filters: int = 32  # filters of the first level, doubled at each level down
     batch_norm: bool = True  # BatchNorm after every convolution
     dropout: float = 0.1  # dropout at the bottleneck
-    loss: str = "mse"  # one of LOSSES
+    global_context: bool = False  # fuse a whole-image feature vector into the bottleneck (Iizuka et al.)
+    head: str = "regression"  # "regression": tanh a/b (the seed's); "bins": a/b classes (Zhang et al.)
+    temperature: float = 0.38  # bins head: annealed-mean temperature before calibration
+    loss: str = "mse"  # regression head's loss, one of LOSSES (the bins head uses cross-entropy)
     ssim_weight: float = 0.5  # weight of (1 - SSIM) in "mse+ssim"
     rebalance: float = 0.0  # rare-colour weighting: 0 = off, 0.5 = Zhang et al.'s, 0.95 = most
     batch_size: int = 16  # images per step (per worker on Ray Train)
     learning_rate: float = 1e-3  # Adam
     epochs: int = 100  # upper bound; early stopping usually ends sooner
-    patience: int = 10  # epochs without a better validation SSIM before stopping
+    patience: int = 10  # epochs without a better monitored score before stopping
+    monitor: str = "ssim"  # model selection: "ssim", "psnr", or "colour" (best PSNR among colourful epochs)
+    colour_floor: float = 0.5  # "colour": validation colourfulness needed, as a share of the truth's
+    calibrate: bool = True  # fit the colour gain (regression) or temperature (bins) on validation
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     seed: int = 0  # weights, shuffling, augmentation and splits
     precision: str = "float32"  # or "mixed_bfloat16"/"mixed_float16" (see bench/README.md)
@@ -59,8 +72,18 @@ class TrainConfig:
             problems.append("patience and steps_per_epoch must not be negative")
         if not 0.0 <= self.rebalance <= 0.95:
             problems.append(f"rebalance must be in [0, 0.95], got {self.rebalance}")
-        elif self.rebalance and self.loss == "ssim":
+        elif self.rebalance and self.loss == "ssim" and self.head == "regression":
             problems.append("rebalance weights the MSE term: use loss mse or mse+ssim with it")
+        if self.head not in HEADS:
+            problems.append(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.monitor not in MONITORS:
+            problems.append(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if not 0.0 < self.temperature <= 1.0:
+            problems.append(f"temperature must be in (0, 1], got {self.temperature}")
+        if not 0.0 <= self.colour_floor <= 1.5:
+            problems.append(f"colour_floor must be in [0, 1.5], got {self.colour_floor}")
+        if not 1 <= self.views <= MAX_VIEWS:
+            problems.append(f"views must be 1..{MAX_VIEWS}, got {self.views}")
         if problems:
             raise ColorizeError("invalid configuration: " + "; ".join(problems))
 
@@ -93,6 +116,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Each field's comment in this class's source: the one place its meaning is written,
+        read back for the command line's --help."""
+        return _field_comments(cls)
+
+
+CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MONITORS}
+
+
+@functools.cache
+def _field_comments(cls: type) -> dict[str, str]:
+    pattern = re.compile(r"^\s+(\w+): \w+ = .*?#\s*(.+)$")
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = pattern.match(line)
+        if match:
+            comments[match.group(1)] = match.group(2).strip()
+    return comments
 
 
 def _coerce(type_name: Any, key: str, value: Any) -> Any:

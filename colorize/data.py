@@ -3,7 +3,10 @@
 A data source is a folder of photos or "sample" (the colour photos shipped with
 scikit-image and matplotlib). Each photo becomes one or more square tiles of side
 `stored_side(size)`; training takes random `size` crops (+ flips) of them, evaluation the
-centre crop. Splits are made by photo, so no photo lends tiles to two splits.
+centre crop. With `views` > 1, training also gets tiles cut from the photo enlarged to
+2..views times the working scale (closer views, more distinct samples); validation and test
+use the working scale only, as inference does. Splits are made by photo, so no photo lends
+tiles to two splits.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from colorize.images import IMAGE_EXTENSIONS, decode_image, is_greyscale, split_
 log = logging.getLogger(__name__)
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test
-CACHE_VERSION = 1  # bump when the stored layout changes
+CACHE_VERSION = 2  # bump when the stored layout changes
 SAMPLE = "sample"
 
 
@@ -52,9 +55,17 @@ class PhotoSet:
     owner: np.ndarray  # (N,) index into names of each tile's photo
     skipped: dict[str, str] = field(default_factory=dict)  # photo name -> why it was skipped
     fingerprint: str = ""  # hash of the photo list and the tile size
+    scale: np.ndarray | None = None  # (N,) 1 = working scale, s = cut from the photo at s x
 
-    def tiles_of(self, photo_indices: Sequence[int]) -> np.ndarray:
-        return self.tiles[np.isin(self.owner, np.asarray(photo_indices, dtype=np.int64))]
+    def tiles_of(self, photo_indices: Sequence[int], all_views: bool = False) -> np.ndarray:
+        """Tiles of these photos: the working scale only, or every view (for training)."""
+        return self.tiles[self.mask_of(photo_indices, all_views)]
+
+    def mask_of(self, photo_indices: Sequence[int], all_views: bool = False) -> np.ndarray:
+        mask = np.isin(self.owner, np.asarray(photo_indices, dtype=np.int64))
+        if not all_views and self.scale is not None:
+            mask &= self.scale == 1
+        return mask
 
 
 # --- discovery ----------------------------------------------------------------------------
@@ -107,10 +118,11 @@ def photos_from(source: str | Path) -> list[Photo]:
 
 
 def load_photoset(
-    source: str | Path, size: int, cache_dir: str | Path | None = None, min_photos: int = 3
+    source: str | Path, size: int, cache_dir: str | Path | None = None, min_photos: int = 3,
+    views: int = 1,
 ) -> PhotoSet:
     """Decode every photo of `source` into tiles for crop side `size`, via the disk cache."""
-    photoset = load_photos(photos_from(source), size, cache_dir)
+    photoset = load_photos(photos_from(source), size, cache_dir, views)
     if len(photoset.names) < min_photos:
         raise ColorizeError(
             f"{source} has {len(photoset.names)} usable colour photo(s); at least {min_photos} "
@@ -119,13 +131,15 @@ def load_photoset(
     return photoset
 
 
-def load_photos(photos: list[Photo], size: int, cache_dir: str | Path | None = None) -> PhotoSet:
+def load_photos(
+    photos: list[Photo], size: int, cache_dir: str | Path | None = None, views: int = 1
+) -> PhotoSet:
     """Tiles of any list of photos (e.g. several folders together), via the disk cache."""
-    key = _cache_key(photos, size)
+    key = _cache_key(photos, size, views)
     cache_file = _cache_path(cache_dir, key)
     photoset = _read_cache(cache_file)
     if photoset is None:
-        photoset = _decode_all(photos, size)
+        photoset = _decode_all(photos, size, views)
         photoset.fingerprint = key
         _write_cache(cache_file, photoset)
     if photoset.skipped:
@@ -138,8 +152,8 @@ def load_photos(photos: list[Photo], size: int, cache_dir: str | Path | None = N
     return photoset
 
 
-def _decode_all(photos: list[Photo], size: int) -> PhotoSet:
-    names, tiles, owner, skipped = [], [], [], {}
+def _decode_all(photos: list[Photo], size: int, views: int = 1) -> PhotoSet:
+    names, tiles, owner, scale, skipped = [], [], [], [], {}
     side = stored_side(size)
     for photo in photos:
         try:
@@ -153,12 +167,32 @@ def _decode_all(photos: list[Photo], size: int) -> PhotoSet:
         if is_greyscale(rgb):
             skipped[photo.name] = "greyscale (no colour to learn from)"
             continue
-        photo_tiles = tile_photo(rgb, side)
-        owner += [len(names)] * len(photo_tiles)
-        tiles += photo_tiles
+        for s in range(1, views + 1):
+            photo_tiles = tile_photo(rgb, side) if s == 1 else view_tiles(rgb, side, s)
+            owner += [len(names)] * len(photo_tiles)
+            scale += [s] * len(photo_tiles)
+            tiles += photo_tiles
         names.append(photo.name)
     stack = np.stack(tiles) if tiles else np.zeros((0, side, side, 3), np.uint8)
-    return PhotoSet(names, stack, np.asarray(owner, dtype=np.int64), skipped)
+    return PhotoSet(
+        names, stack, np.asarray(owner, dtype=np.int64), skipped, scale=np.asarray(scale, np.uint8)
+    )
+
+
+def view_tiles(rgb: np.ndarray, side: int, scale: int) -> list[np.ndarray]:
+    """Square tiles of `side` on an even grid over the photo resized to a short side of
+    `scale` x `side` (never enlarged past its own resolution: a small photo gives fewer)."""
+    h, w = rgb.shape[:2]
+    short = min(scale * side, min(h, w))
+    if short < 1.5 * side:
+        return []  # too small to give views closer than the working scale
+    factor = short / min(h, w)
+    new_h, new_w = round(h * factor), round(w * factor)
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    rows, cols = max(1, round(new_h / side)), max(1, round(new_w / side))
+    tops = np.linspace(0, new_h - side, rows).round().astype(int)
+    lefts = np.linspace(0, new_w - side, cols).round().astype(int)
+    return [np.ascontiguousarray(resized[t : t + side, x : x + side]) for t in tops for x in lefts]
 
 
 def tile_photo(rgb: np.ndarray, side: int) -> list[np.ndarray]:
@@ -176,13 +210,13 @@ def tile_photo(rgb: np.ndarray, side: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(resized[:side, s : s + side]) for s in starts]
 
 
-def _cache_key(photos: list[Photo], size: int) -> str:
+def _cache_key(photos: list[Photo], size: int, views: int = 1) -> str:
     entries = []
     for photo in photos:
         stat = photo.path.stat() if photo.path is not None and photo.path.exists() else None
         location = str(photo.path.resolve()) if photo.path is not None else photo.name
         entries.append([location, stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0])
-    payload = json.dumps([CACHE_VERSION, stored_side(size), entries])
+    payload = json.dumps([CACHE_VERSION, stored_side(size), views, entries])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -200,7 +234,7 @@ def _read_cache(path: Path) -> PhotoSet | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return PhotoSet(meta["names"], z["tiles"], z["owner"], meta["skipped"], meta["key"])
+            return PhotoSet(meta["names"], z["tiles"], z["owner"], meta["skipped"], meta["key"], z["scale"])
     except Exception as exc:  # a corrupt cache is rebuilt, never fatal
         log.warning("ignoring unreadable cache %s: %s", path, exc)
         return None
@@ -211,7 +245,8 @@ def _write_cache(path: Path, photoset: PhotoSet) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, tiles=photoset.tiles, owner=photoset.owner, meta=json.dumps(meta))
+        scale = photoset.scale if photoset.scale is not None else np.ones(len(photoset.owner), np.uint8)
+        np.savez(tmp, tiles=photoset.tiles, owner=photoset.owner, scale=scale, meta=json.dumps(meta))
         os.replace(tmp, path)  # atomic: concurrent runs never read half a file
     except OSError as exc:
         log.warning("could not write the data cache %s: %s", path, exc)

@@ -9,7 +9,7 @@ training function `colorize.training.fit` under `MultiWorkerMirroredStrategy`:
   the global batch is batch_size x workers; the learning rate follows `lr_scaling`
   ("sqrt" by default: lr x sqrt(workers), the rule suited to Adam; "linear" or "none").
 - early stopping: every worker scores the same full validation set with the same
-  weights, and rank 0's val_ssim is broadcast before the early-stopping callback reads
+  weights, and rank 0's val_ssim and val_monitor are broadcast before the early-stopping callback reads
   it, so all workers stop at the same epoch.
 - fault tolerance: `ray.train.report` each epoch with a checkpoint (rank 0's weights,
   best weights, epoch and history); `FailureConfig(max_failures)` restarts the worker
@@ -38,6 +38,7 @@ from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
 from colorize.ray_session import connect
+from colorize.training import MONITOR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,11 @@ def _restore(checkpoint, checkpoint_dir: Path) -> int:
 
 
 class RayReport(keras.callbacks.Callback):
-    """Each epoch: the same val_ssim on every worker, then ray.train.report + checkpoint.
+    """Each epoch: the same val_ssim and val_monitor on every worker, then ray.train.report
+    + checkpoint.
 
     Runs after `fit`'s own checkpoint callback has written this epoch to
-    `checkpoint_dir`, and before early stopping reads val_ssim.
+    `checkpoint_dir`, and before early stopping reads val_monitor.
     """
 
     def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int):
@@ -201,7 +203,9 @@ class RayReport(keras.callbacks.Callback):
         from ray.train.collective import broadcast_from_rank_zero
 
         logs = logs if logs is not None else {}
-        logs["val_ssim"] = broadcast_from_rank_zero(float(logs.get("val_ssim", 0.0)))
+        # Early stopping follows val_monitor: every worker must see rank 0's value.
+        for key in ("val_ssim", MONITOR_KEY):
+            logs[key] = broadcast_from_rank_zero(float(logs.get(key, 0.0)))
         metrics = {key: float(value) for key, value in logs.items()}
         train_seconds = max(self.last_step - self.started, 1e-9)
         metrics.update(

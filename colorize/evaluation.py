@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import logging
 
-from colorize import metrics
+from colorize import lab, metrics
 from colorize.artifact import Artifact
-from colorize.colorizer import colorize_batch
+from colorize.colorizer import check_strength, colorize_batch, predict_full_ab
 from colorize.data import Photo
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_photos(artifact: Artifact, photos: list[Photo], batch_size: int = 4) -> dict:
+def evaluate_photos(
+    artifact: Artifact, photos: list[Photo], batch_size: int = 4, strength: float = 1.0
+) -> dict:
     """PSNR, SSIM and colourfulness (model and grey prediction) at each photo's own size."""
     truths, preds = [], []
     for start in range(0, len(photos), batch_size):
         rgbs = [photo.load() for photo in photos[start : start + batch_size]]
         # Same-shaped photos share a forward pass; mixed shapes are padded by colorize_batch.
-        preds += colorize_batch(artifact, rgbs)
+        preds += colorize_batch(artifact, rgbs, strength)
         truths += rgbs
     result = metrics.compare_with_grey(truths, preds)
     result["beats_grey"] = {
         k: result["model"][k] > result["grey"][k] for k in ("psnr", "ssim")
     }
     return result
+
+
+def strength_sweep(
+    artifact: Artifact, photos: list[Photo], strengths: list[float], batch_size: int = 4
+) -> dict[float, dict[str, float]]:
+    """The model's scores at each colour strength, from one forward pass per photo batch:
+    the trade-off between accuracy (PSNR, SSIM) and colourfulness along the strength axis."""
+    strengths = [check_strength(s) for s in strengths]
+    rows: dict[float, list] = {s: [] for s in strengths}
+    for start in range(0, len(photos), batch_size):
+        rgbs = [photo.load() for photo in photos[start : start + batch_size]]
+        for truth, (prepared, ab) in zip(rgbs, predict_full_ab(artifact, rgbs), strict=True):
+            for s in strengths:
+                pred = lab.to_uint8(lab.join_lab(prepared["l"][..., None], ab * s))
+                rows[s].append((truth, pred))
+    return {s: metrics.score([t for t, _ in pairs], [p for _, p in pairs]) for s, pairs in rows.items()}

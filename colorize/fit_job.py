@@ -17,6 +17,7 @@ import keras
 from colorize import data
 from colorize import metrics as metrics_lib
 from colorize.artifact import Artifact, save_artifact
+from colorize.calibration import calibrate
 from colorize.config import TrainConfig
 from colorize.evaluation import evaluate_photos
 from colorize.plots import plot_history, plot_results
@@ -36,7 +37,8 @@ class PreparedData:
     split: data.Split
 
     def tiles(self, part: str):
-        return self.photoset.tiles_of(getattr(self.split, part))
+        """Training gets every view of its photos; validation and test the working scale."""
+        return self.photoset.tiles_of(getattr(self.split, part), all_views=part == "train")
 
     def photos(self, part: str) -> list[data.Photo]:
         by_name = {p.name: p for p in data.photos_from(self.source)}
@@ -53,7 +55,7 @@ class PreparedData:
 
 
 def prepare_data(source: str | Path, config: TrainConfig, cache_dir=None) -> PreparedData:
-    photoset = data.load_photoset(source, config.image_size, cache_dir)
+    photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
     return PreparedData(str(source), photoset, data.split_photos(len(photoset.names), config.seed))
 
 
@@ -85,10 +87,12 @@ def finalize(
     train_seconds: float,
     extra: dict | None = None,
 ) -> dict:
-    """Evaluate on the test split at full resolution, write artifact, plots and metrics.json."""
-    artifact = Artifact(model, config)
+    """Calibrate the colour on validation, evaluate on the test split at full resolution,
+    write artifact, plots and metrics.json."""
     val_tiles = prepared.tiles("val")
-    val_scores = score_tiles(model, val_tiles, config.image_size)
+    calibration = calibrate(model, config, val_tiles)
+    artifact = Artifact(model, config, {"calibration": calibration})
+    val_scores = score_tiles(model, val_tiles, config, calibration)
     val_rgb = list(data.eval_arrays(val_tiles, config.image_size)[0])
     val_grey = metrics_lib.grey_score(val_rgb)
     test_photos = prepared.photos("test")
@@ -99,9 +103,10 @@ def finalize(
         "test": test,
         "epochs": len(history.get("loss", [])),
         "train_seconds": round(train_seconds, 1),
+        "calibration": calibration,
         **(extra or {}),
     }
-    save_artifact(out_dir / "model", model, config, metrics, prepared.info())
+    save_artifact(out_dir / "model", model, config, metrics, prepared.info(), calibration)
     # The curves are validation centre crops: draw the grey prediction's level on those too.
     plot_history(history, out_dir / "plots", grey=val_grey)
     samples = [photo.load() for photo in test_photos[:RESULT_ROWS]]

@@ -1,4 +1,5 @@
-"""Training losses on normalised a/b, selected by name: mse, ssim (1 - SSIM), mse+ssim.
+"""Training losses on normalised a/b, selected by name: mse, ssim (1 - SSIM), mse+ssim;
+and for the bins head, cross-entropy against soft-encoded a/b bins (Zhang et al. 2016).
 
 Optional class rebalancing (Zhang et al. 2016, sec. 2.2): each pixel's squared error is
 weighted by the inverse of how common its true colour is in the training set, so rare
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from colorize import ab_bins
 from colorize.config import TrainConfig
 
 AB_BIN = 0.1  # bin width on normalised a/b (11 Lab units; Zhang et al. use 10)
@@ -42,7 +44,10 @@ def rebalance_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
 
 
 def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
-    """The loss function of `config.loss`; `weights` (from rebalance_weights) weight the MSE."""
+    """The loss function of `config.loss` (or the bins head's cross-entropy); `weights`
+    (rebalance_weights, or ab_bins.class_weights for bins) weight each pixel by its colour."""
+    if config.head == "bins":
+        return make_bins_loss(weights)
     table = None if weights is None else tf.constant(weights)
     filter_size = min(11, config.image_size)
 
@@ -60,3 +65,18 @@ def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
         return mse(y_true, y_pred) + config.ssim_weight * dssim(y_true, y_pred)
 
     return {"mse": mse, "ssim": dssim, "mse+ssim": mse_ssim}[config.loss]
+
+
+def make_bins_loss(weights: np.ndarray | None = None):
+    """Cross-entropy of the bin logits against soft-encoded true a/b, optionally weighted
+    per pixel by the rarity of its nearest bin (ab_bins.class_weights)."""
+    table = None if weights is None else tf.constant(weights)
+
+    def bins_cross_entropy(y_true, logits):
+        target = ab_bins.soft_encode(y_true)
+        per_pixel = -tf.reduce_sum(target * tf.nn.log_softmax(logits, axis=-1), axis=-1)
+        if table is not None:
+            per_pixel = per_pixel * tf.gather(table, tf.argmax(target, axis=-1))
+        return tf.reduce_mean(per_pixel, axis=[1, 2])
+
+    return bins_cross_entropy

@@ -1,15 +1,44 @@
-"""The U-Net-like autoencoder: L channel in, a/b channels out through tanh.
+"""The U-Net-like autoencoder: L channel in, a/b out (regression head) or a/b bin logits
+(bins head, see ab_bins.py).
 
 Fully convolutional: any input whose sides are multiples of 2**depth works, so one
-trained model colorizes photos of any size (see colorizer.py).
+trained model colorizes photos of any size (see colorizer.py). With `global_context` a
+whole-image feature vector is fused into every bottleneck position (Iizuka et al. 2016),
+so the scene, not only the neighbourhood, decides the palette.
 """
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
+from colorize import ab_bins
 from colorize.config import TrainConfig
+
+
+@keras.saving.register_keras_serializable(package="colorize")
+class BroadcastConcat(layers.Layer):
+    """[(B, H, W, C) features, (B, D) vector] -> (B, H, W, C + D): the vector at every pixel."""
+
+    def call(self, inputs):
+        features, vector = inputs
+        shape = ops.shape(features)
+        tiled = ops.broadcast_to(vector[:, None, None, :], (shape[0], shape[1], shape[2], ops.shape(vector)[-1]))
+        return ops.concatenate([features, ops.cast(tiled, features.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        features, vector = input_shapes
+        return (*features[:3], features[3] + vector[-1])
+
+
+def _global_fusion(x, filters: int, config: TrainConfig):
+    """Iizuka et al.'s fusion: pool the bottleneck to one vector, mix it, append it to every
+    position and fold it back to `filters` channels with a 1x1 convolution."""
+    vector = layers.GlobalAveragePooling2D(dtype=config.precision, name="global_pool")(x)
+    vector = layers.Dense(filters, activation="relu", dtype=config.precision, name="global_dense")(vector)
+    x = BroadcastConcat(dtype=config.precision, name="global_fuse")([x, vector])
+    return layers.Conv2D(filters, 1, activation="relu", dtype=config.precision, name="global_mix")(x)
 
 
 def _conv_block(x, filters: int, config: TrainConfig, name: str):
@@ -34,6 +63,8 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
         skips.append(x)
         x = layers.MaxPooling2D(2, dtype=config.precision, name=f"pool{level}")(x)
     x = _conv_block(x, config.base_filters * 2**config.depth, config, "bottleneck")
+    if config.global_context:
+        x = _global_fusion(x, config.base_filters * 2**config.depth, config)
     if config.dropout:
         x = layers.Dropout(config.dropout, dtype=config.precision, name="bottleneck_dropout")(x)
     for level in reversed(range(config.depth)):  # decoder with skip connections
@@ -42,9 +73,25 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
                                    name=f"up{level}")(x)
         x = layers.Concatenate(dtype=config.precision, name=f"skip{level}")([x, skips[level]])
         x = _conv_block(x, filters, config, f"dec{level}")
-    # float32 output keeps tanh and the loss exact under mixed precision.
-    outputs = layers.Conv2D(2, 1, activation="tanh", dtype="float32", name="ab")(x)
+    # float32 outputs keep tanh, the softmax and the loss exact under mixed precision.
+    if config.head == "bins":
+        outputs = layers.Conv2D(ab_bins.bin_count(), 1, dtype="float32", name="ab_logits")(x)
+    else:
+        outputs = layers.Conv2D(2, 1, activation="tanh", dtype="float32", name="ab")(x)
     return keras.Model(inputs, outputs, name="colorize_unet")
+
+
+def decode_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
+    """The model's raw output -> normalised a/b (..., 2): the regression head's a/b, or the
+    bins head's annealed mean; `calibration` (see calibration.py) may set the temperature
+    and a gain on a/b."""
+    calibration = calibration or {}
+    if config.head == "bins":
+        ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
+    else:
+        ab = output
+    gain = calibration.get("gain", 1.0)
+    return ab * gain if gain != 1.0 else ab
 
 
 def count_flops(config: TrainConfig, size: int) -> int:
@@ -52,7 +99,9 @@ def count_flops(config: TrainConfig, size: int) -> int:
     model = build_unet(config, input_size=size)
     flops = 0
     for layer in model.layers:
-        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+        if isinstance(layer, layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+        elif isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
             kh, kw = layer.kernel_size
             c_in = layer.input.shape[-1]
             # A transposed conv does its MACs per input pixel, a conv per output pixel.

@@ -23,11 +23,13 @@ CURVES = {
     "loss": (("loss", "train"), ("val_loss", "validation")),
     "ssim": (("val_ssim", "validation SSIM (RGB)"),),
     "psnr": (("val_psnr", "validation PSNR (RGB, dB)"),),
+    "colourfulness": (("val_colourfulness", "validation colourfulness"),),
 }
 
 
 def plot_history(history: dict, out_dir: str | Path, grey: dict | None = None) -> list[Path]:
-    """loss.png, ssim.png, psnr.png; `grey` draws the grey prediction's level for reference."""
+    """loss.png, ssim.png, psnr.png, colourfulness.png; `grey` draws the grey prediction's
+    level for reference."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -39,7 +41,7 @@ def plot_history(history: dict, out_dir: str | Path, grey: dict | None = None) -
         if grey and name in grey:
             ax.axhline(grey[name], color="grey", linestyle="--", label="grey prediction")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(name.upper() if name != "loss" else "loss")
+        ax.set_ylabel(name.upper() if name in ("ssim", "psnr") else name)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()

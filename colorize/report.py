@@ -135,7 +135,8 @@ def _source_section(source: ConfigSource | None, config: dict) -> str:
             f"<p>Configuration chosen by tuning in <code>{_e(source.path)}</code>: trial "
             f"<code>{_e(best.get('trial_id', '?'))}</code>, cross-validated SSIM "
             f"{_fmt(best.get('ssim_mean'))} ± {_fmt(best.get('ssim_std'))}, PSNR "
-            f"{_fmt(best.get('psnr_mean'), 2)} dB after {_e(best.get('epochs', '?'))} epochs "
+            f"{_fmt(best.get('psnr_mean'), 2)} dB, colourfulness "
+            f"{_fmt(best.get('colourfulness_mean'), 1)} after {_e(best.get('epochs', '?'))} epochs "
             f"on <code>{_e(best.get('data', '?'))}</code>.</p>"
         )
         if source.leaderboard:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from colorize.cli import CONFIG_OPTIONS, add_config_options
+from colorize.cli import add_config_options, config_overrides
 from colorize.errors import ColorizeError
 
 
@@ -66,7 +66,7 @@ def resolve_source(args: argparse.Namespace):
     from colorize.config import TrainConfig
     from colorize.experiment import from_file_or_defaults, load_experiment
 
-    overrides = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k, None) is not None}
+    overrides = config_overrides(args)
     if args.experiment is not None:
         if args.config is not None:
             raise ColorizeError("give either --from EXPERIMENT_DIR or --config FILE, not both")

@@ -1,8 +1,8 @@
 """The one training function. `colorize fit`, a Tune trial and a Ray Train worker all call it.
 
 fit(config, train_tiles, val_tiles, callbacks) trains the U-Net with Adam and early
-stopping on validation SSIM (measured on the reconstructed RGB image, the figure the
-product is judged by) and returns the model and its per-epoch history.
+stopping on a validation score of the reconstructed RGB image (SSIM by default, the seed's
+rule; see `monitor_score` for the others) and returns the model and its per-epoch history.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorize import data, lab, losses, metrics
+from colorize import ab_bins, data, lab, losses, metrics
 from colorize.config import TrainConfig
-from colorize.model import build_unet
+from colorize.model import build_unet, decode_ab
 
 log = logging.getLogger(__name__)
 
-EPOCH_METRICS = ("loss", "val_loss", "val_ssim", "val_psnr", "val_colourfulness")
+MONITOR_KEY = "val_monitor"  # the logged score early stopping and the best checkpoint follow
+UNCOLOURFUL_PENALTY = 100.0  # dB: any epoch above the colour floor outranks every one below
 
 
 def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) -> keras.Model:
-    """A fresh U-Net compiled with Adam and `config.loss` (rebalanced from `train_tiles`)."""
+    """A fresh U-Net compiled with Adam and its loss (rebalanced from `train_tiles`)."""
     keras.utils.set_random_seed(config.seed)
     model = build_unet(config)
     weights = None
@@ -35,7 +36,10 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
         if train_tiles is None:
             raise ValueError("rebalancing needs the training tiles to count colours")
         _, ab = lab.split_lab(data.center_crop(train_tiles, config.image_size))
-        weights = losses.rebalance_weights(ab, config.rebalance)
+        if config.head == "bins":
+            weights = ab_bins.class_weights(ab, config.rebalance)
+        else:
+            weights = losses.rebalance_weights(ab, config.rebalance)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -55,32 +59,50 @@ def predict_ab(model: keras.Model, l_norm: np.ndarray, batch_size: int = 32) -> 
     return np.concatenate(out) if out else np.zeros(l_norm.shape[:-1] + (2,), np.float32)
 
 
-def score_tiles(model: keras.Model, tiles: np.ndarray, size: int) -> dict[str, float]:
+def score_tiles(
+    model: keras.Model, tiles: np.ndarray, config: TrainConfig, calibration: dict | None = None
+) -> dict[str, float]:
     """PSNR / SSIM / colourfulness of the model on the centre crops of `tiles` (RGB, uint8)."""
-    rgb, l_norm, _ = data.eval_arrays(tiles, size)
-    pred = lab.to_uint8(lab.join_lab(l_norm, predict_ab(model, l_norm)))
+    rgb, l_norm, _ = data.eval_arrays(tiles, config.image_size)
+    ab = decode_ab(predict_ab(model, l_norm), config, calibration)
+    pred = lab.to_uint8(lab.join_lab(l_norm, ab))
     return metrics.score(list(rgb), list(pred))
 
 
-class RGBMetrics(keras.callbacks.Callback):
-    """Adds val_ssim, val_psnr and val_colourfulness to each epoch's logs, before other callbacks."""
+def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourfulness: float) -> float:
+    """The number model selection maximises: validation SSIM ("ssim", the seed's rule), PSNR
+    ("psnr"), or PSNR among the epochs whose colourfulness reaches `colour_floor` x the
+    truth's ("colour"; below the floor an epoch ranks under every epoch above it)."""
+    if config.monitor == "ssim":
+        return scores["ssim"]
+    if config.monitor == "psnr" or scores["colourfulness"] >= config.colour_floor * truth_colourfulness:
+        return scores["psnr"]
+    return scores["psnr"] - UNCOLOURFUL_PENALTY
 
-    def __init__(self, val_tiles: np.ndarray, size: int):
+
+class RGBMetrics(keras.callbacks.Callback):
+    """Adds val_ssim, val_psnr, val_colourfulness and val_monitor to each epoch's logs,
+    before other callbacks."""
+
+    def __init__(self, val_tiles: np.ndarray, config: TrainConfig):
         super().__init__()
-        self.val_tiles, self.size = val_tiles, size
+        self.val_tiles, self.config = val_tiles, config
+        truth = data.center_crop(val_tiles, config.image_size)
+        self.truth_colourfulness = float(np.mean([metrics.colourfulness(t) for t in truth])) if len(truth) else 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            scores = score_tiles(self.model, self.val_tiles, self.size)
+            scores = score_tiles(self.model, self.val_tiles, self.config)
             logs.update({f"val_{k}": v for k, v in scores.items()})
+            logs[MONITOR_KEY] = monitor_score(self.config, scores, self.truth_colourfulness)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Early stopping on val_ssim whose patience counts the epochs before a resume too."""
+    """Early stopping on val_monitor whose patience counts the epochs before a resume too."""
 
-    def __init__(self, previous_ssim: list[float], patience: int):
-        super().__init__(monitor="val_ssim", mode="max", patience=patience, restore_best_weights=True)
-        self.previous = list(previous_ssim)
+    def __init__(self, previous_scores: list[float], patience: int):
+        super().__init__(monitor=MONITOR_KEY, mode="max", patience=patience, restore_best_weights=True)
+        self.previous = list(previous_scores)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -104,8 +126,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         save_checkpoint(self.directory, self.model, epoch + 1, self.history)
-        ssim = self.history.get("val_ssim", [])
-        if ssim and ssim[-1] >= max(ssim):
+        scores = self.history.get(MONITOR_KEY, [])
+        if scores and scores[-1] >= max(scores):
             self.model.save_weights(self.directory / BEST_WEIGHTS)
 
 
@@ -166,8 +188,8 @@ def fit(
         train_tiles, config.image_size, config.batch_size, config.seed, training=True
     )
     val_ds = data.make_dataset(val_tiles, config.image_size, config.batch_size, 0, training=False)
-    early_stopping = ResumableEarlyStopping(history.get("val_ssim", []), config.patience)
-    all_callbacks: list[keras.callbacks.Callback] = [RGBMetrics(val_tiles, config.image_size)]
+    early_stopping = ResumableEarlyStopping(history.get(MONITOR_KEY, []), config.patience)
+    all_callbacks: list[keras.callbacks.Callback] = [RGBMetrics(val_tiles, config)]
     if checkpoint_dir is not None:
         all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
     all_callbacks += list(callbacks)
@@ -193,8 +215,8 @@ def fit(
 
 def _stopped_early(history: dict[str, list[float]], config: TrainConfig) -> bool:
     """True when a resumed history already ran out of patience (nothing left to train)."""
-    ssim = history.get("val_ssim", [])
-    return bool(ssim) and len(ssim) - 1 - int(np.argmax(ssim)) >= config.patience > 0
+    scores = history.get(MONITOR_KEY, [])
+    return bool(scores) and len(scores) - 1 - int(np.argmax(scores)) >= config.patience > 0
 
 
 class EpochTrainer:
@@ -205,6 +227,7 @@ class EpochTrainer:
 
     def __init__(self, config: TrainConfig, train_tiles: np.ndarray, val_tiles: np.ndarray):
         self.config, self.val_tiles = config, val_tiles
+        self.truth_colourfulness = RGBMetrics(val_tiles, config).truth_colourfulness
         self.model = compile_model(config, train_tiles)
         self.dataset = data.make_dataset(
             train_tiles, config.image_size, config.batch_size, config.seed, training=True
@@ -219,5 +242,9 @@ class EpochTrainer:
             steps_per_epoch=self.steps, verbose=0, shuffle=False,
         )
         self.epoch += 1
-        scores = score_tiles(self.model, self.val_tiles, self.config.image_size)
-        return {"loss": float(result.history["loss"][-1]), **{f"val_{k}": v for k, v in scores.items()}}
+        scores = score_tiles(self.model, self.val_tiles, self.config)
+        return {
+            "loss": float(result.history["loss"][-1]),
+            **{f"val_{k}": v for k, v in scores.items()},
+            MONITOR_KEY: monitor_score(self.config, scores, self.truth_colourfulness),
+        }

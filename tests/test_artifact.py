@@ -53,3 +53,36 @@ def test_mixed_precision_model_is_saved_as_float32(tmp_path):
     loaded = load_artifact(tmp_path)
     assert loaded.model.get_layer("down0_conv1").compute_dtype == "float32"
     assert loaded.config.precision == "mixed_bfloat16"  # what it was trained with
+
+
+@pytest.mark.parametrize("head", ["regression", "bins"])
+def test_each_head_with_context_round_trips_with_its_calibration(tmp_path, head):
+    from colorize.colorizer import colorize_image
+
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, head=head, global_context=True)
+    model = compile_model(config)
+    calibration = {"temperature": 0.3} if head == "bins" else {"gain": 1.4}
+    save_artifact(tmp_path / "m", model, config, calibration=calibration)
+    loaded = load_artifact(tmp_path / "m")
+    assert loaded.calibration == calibration and loaded.metadata["head"] == head
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 16, 24, 1)).astype("float32")
+    assert np.array_equal(np.asarray(model(x, training=False)), np.asarray(loaded.model(x, training=False)))
+    photo = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    from colorize.artifact import Artifact
+
+    in_memory = Artifact(model, config, {"calibration": calibration})
+    assert np.array_equal(colorize_image(loaded, photo), colorize_image(in_memory, photo))
+
+
+def test_artifacts_without_calibration_still_load(tmp_path):
+    """Artifacts of the previous format (regression head, no calibration key) keep working."""
+    config = TrainConfig(image_size=16, depth=2, base_filters=4)
+    save_artifact(tmp_path, compile_model(config), config)
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    for key in ("calibration", "head"):
+        meta.pop(key)
+    for key in ("views", "global_context", "head", "temperature", "monitor", "colour_floor", "calibrate"):
+        meta["config"].pop(key)
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    loaded = load_artifact(tmp_path)
+    assert loaded.calibration == {} and loaded.config.head == "regression"

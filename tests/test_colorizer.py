@@ -52,3 +52,19 @@ def test_batch_matches_single_images(artifact):
     batch = colorize_batch(artifact, images)
     for image, out in zip(images, batch, strict=True):
         assert np.abs(out.astype(int) - colorize_image(artifact, image)).max() <= 1
+
+
+def test_strength_zero_is_the_grey_prediction_exactly(artifact):
+    rgb = np.random.default_rng(4).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    grey = lab.to_uint8(lab.grey_rgb(rgb))
+    assert np.array_equal(colorize_image(artifact, rgb, strength=0.0), grey)
+    assert np.array_equal(colorize_image(artifact, rgb, strength=1), colorize_image(artifact, rgb))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 3.5, float("nan"), "vivid", None])
+def test_bad_strengths_are_refused_with_a_422(artifact, bad):
+    from colorize.errors import ColorizeError
+
+    with pytest.raises(ColorizeError, match="strength must be a number from 0") as info:
+        colorize_image(artifact, np.zeros((8, 8, 3), np.uint8), strength=bad)
+    assert info.value.status == 422

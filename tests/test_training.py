@@ -80,3 +80,23 @@ def test_rebalanced_training_runs(tiles):
                          rebalance=0.5)
     _, history = fit(config, *tiles, verbose=0)
     assert np.isfinite(history["loss"][0])
+
+
+def test_short_fit_of_the_bins_head_gains_colour(tiles):
+    config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
+                         patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr")
+    _, history = fit(config, *tiles, verbose=0)
+    assert max(history["val_colourfulness"][1:]) > history["val_colourfulness"][0]
+    assert len(history["val_monitor"]) == 5 and history["val_monitor"] == history["val_psnr"]
+
+
+def test_monitor_scores():
+    from colorize.training import monitor_score
+
+    scores = {"ssim": 0.9, "psnr": 23.0, "colourfulness": 10.0}
+    assert monitor_score(TrainConfig(), scores, 40.0) == 0.9
+    assert monitor_score(TrainConfig(monitor="psnr"), scores, 40.0) == 23.0
+    colour = TrainConfig(monitor="colour", colour_floor=0.5)
+    assert monitor_score(colour, scores, 20.0) == 23.0  # 10 >= 0.5 x 20: colourful enough
+    dull = monitor_score(colour, scores, 40.0)  # 10 < 0.5 x 40
+    assert dull < monitor_score(colour, {**scores, "psnr": 15.0, "colourfulness": 30.0}, 40.0)

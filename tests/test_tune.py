@@ -63,10 +63,24 @@ def test_space_file_merges_over_the_defaults(tmp_path):
                                              "learning_rate": 1e-3, "depth": 3})
 
 
+def test_space_can_search_the_colour_options(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("head: [regression, bins]\ntemperature: {low: 0.2, high: 0.6}\n"
+                    "monitor: [ssim, colour]\nrebalance: [0.0, 0.5]\nglobal_context: [false, true]\n"
+                    "loss: [mse]\n")
+    space = search_space.load_space(path)
+    search_space.validate_space(space, TrainConfig(image_size=32))
+    assert {"head", "temperature", "monitor", "rebalance", "global_context"} <= set(search_space.to_tune(space))
+    assert search_space.contains(space, {"batch_size": 8, "loss": "mse", "head": "bins", "temperature": 0.3,
+                                         "monitor": "colour", "rebalance": 0.5, "global_context": True})
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "empty"),
+        ("head: [regression, mixture]", "head must be one of"),
+        ("temperature: {low: 0.0, high: 0.5}", "temperature must be in"),
         ("image_size: [16, 32]", "unknown search parameter"),
         ("colour: [1]", "unknown search parameter"),
         ("loss: []", "empty list"),

@@ -83,6 +83,7 @@ def write_best_config(best: TrialRecord, base: dict, source: str, path: Path) ->
         "ssim_mean": float(best.metrics["ssim_mean"]),
         "ssim_std": float(best.metrics["ssim_std"]),
         "psnr_mean": float(best.metrics["psnr_mean"]),
+        "colourfulness_mean": float(best.metrics.get("colourfulness_mean", math.nan)),
         "trial_id": best.trial_id,
         "epochs": best.epochs,
         "data": source,
@@ -124,13 +125,13 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path
 
 def summary_table(records: list[TrialRecord], params: list[str], limit: int = 10) -> str:
     """The leaderboard as text, best first."""
-    header = ["#", "trial", *params, "epochs", "status", "SSIM mean", "± std", "PSNR"]
+    header = ["#", "trial", *params, "epochs", "status", "SSIM mean", "± std", "PSNR", "colourful"]
     rows = [header]
     for rank, r in enumerate(records[:limit], 1):
         rows.append([
             str(rank), r.trial_id, *(_fmt(r.params.get(p)) for p in params), str(r.epochs),
             r.status, _fmt(r.metrics.get("ssim_mean")), _fmt(r.metrics.get("ssim_std")),
-            _fmt(r.metrics.get("psnr_mean"), 2),
+            _fmt(r.metrics.get("psnr_mean"), 2), _fmt(r.metrics.get("colourfulness_mean"), 1),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]

@@ -7,6 +7,9 @@ a list of choices or a range:
     loss: [mse, ssim, mse+ssim]
     learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}   # a float range
     depth: {low: 2, high: 4}                         # ints on both ends: an int range, inclusive
+    head: [regression, bins]                         # colour: the head, its decoding and
+    temperature: {low: 0.2, high: 0.6}               #   rebalancing, and model selection
+    monitor: [ssim, colour]
 
 A file's entries are merged over DEFAULT_SPACE (batch size and loss); names outside
 SEARCHABLE, empty lists and malformed ranges are errors, raised before any trial starts.
@@ -26,9 +29,11 @@ DEFAULT_SPACE: dict[str, Any] = {
     "loss": list(LOSSES),
 }
 
-# Fields a search may vary; the rest (image size, seed, ...) are fixed by CLI options.
+# Fields a search may vary; the rest (image size and views, which shape the shared tiles,
+# seed, ...) are fixed by CLI options.
 SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "base_filters", "depth", "dropout", "ssim_weight",
+    "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context",
 )
 
 

@@ -207,10 +207,11 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
             f"cannot make {request.folds} folds from the {len(pool)} train+validation photos "
             f"of {request.data}; lower --folds or add photos"
         )
-    in_pool = np.isin(photoset.owner, pool)
+    in_pool = photoset.mask_of(pool, all_views=True)
     tiles, owner = photoset.tiles[in_pool], photoset.owner[in_pool]
-    folds = tuple(
-        (np.flatnonzero(np.isin(owner, train)), np.flatnonzero(np.isin(owner, held)))
+    working_scale = photoset.scale[in_pool] == 1 if photoset.scale is not None else True
+    folds = tuple(  # folds train on every view of their photos, are scored at the working scale
+        (np.flatnonzero(np.isin(owner, train)), np.flatnonzero(np.isin(owner, held) & working_scale))
         for train, held in kfold(pool, request.folds, base.seed)
     )
     _check_batch_sizes(request, base, min(len(train) for train, _ in folds))

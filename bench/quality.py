@@ -2,12 +2,14 @@
 
     python bench/quality.py                          # mse and mse+rebalance, ~1 h on 2 cores
     python bench/quality.py --variants mse --epochs 10
+    python bench/quality.py --variants bins,context --set views=2 --set steps_per_epoch=200
     python bench/quality.py --quick                  # smoke run on a few photos
 
 Trains on ../shared/data/bsds500/{train,val} (+ imagenet-sample), holding 10 % of those
 photos out for early stopping, then evaluates at full resolution on bsds500/test, which
 nothing trains or tunes on: PSNR, SSIM and colourfulness of each variant beside the grey
-prediction (a = b = 0) and the ground truth's colourfulness, with the time each took.
+prediction (a = b = 0) and the ground truth's colourfulness, with the time each took;
+then each variant at several colour strengths (the trade-off curve, `tradeoff.png`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,22 @@ import numpy as np  # noqa: E402
 from bench.common import machine, require_shared_data  # noqa: E402
 from colorize import data  # noqa: E402
 from colorize.artifact import Artifact, save_artifact  # noqa: E402
+from colorize.calibration import calibrate  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
-from colorize.evaluation import evaluate_photos  # noqa: E402
+from colorize.evaluation import evaluate_photos, strength_sweep  # noqa: E402
 from colorize.training import fit  # noqa: E402
 
 VARIANTS = {  # name -> configuration overrides; "rebalance:S" sets the strength S
-    "mse": {"loss": "mse"},
+    "mse": {"loss": "mse", "calibrate": False},  # the seed's model, as it was
     "rebalance": {"loss": "mse", "rebalance": 0.5},
     "mse+ssim": {"loss": "mse+ssim"},
+    # regression with whole-image context, model selection on PSNR, calibrated gain
+    "context": {"loss": "mse", "global_context": True, "monitor": "psnr"},
+    # Zhang et al.'s classification head with their rebalancing, plus the same context
+    "bins": {"head": "bins", "rebalance": 0.5, "global_context": True, "monitor": "psnr"},
+    "bins-plain": {"head": "bins", "global_context": True, "monitor": "psnr"},
 }
+STRENGTHS = (0.0, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
 def variant(name: str) -> dict:
@@ -46,12 +55,23 @@ def variant(name: str) -> dict:
     return {**VARIANTS[kind], **({"rebalance": float(strength)} if strength else {})}
 
 
-def training_pool(shared: Path, imagenet: bool, limit: int, size: int) -> data.PhotoSet:
+def training_pool(shared: Path, imagenet: bool, limit: int, size: int, views: int) -> data.PhotoSet:
     """bsds500 train + val (+ imagenet-sample) as one photo set (tiles), never bsds500/test."""
     photos = data.folder_photos(shared / "bsds500" / "train") + data.folder_photos(shared / "bsds500" / "val")
     if imagenet:
         photos += data.folder_photos(shared / "imagenet-sample")
-    return data.load_photos(photos[:limit] if limit else photos, size)
+    return data.load_photos(photos[:limit] if limit else photos, size, views=views)
+
+
+def parse_sets(items: list[str]) -> dict:
+    """--set key=value pairs (TrainConfig fields, typed by TrainConfig.from_dict)."""
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value, got {item!r}")
+        values[key.strip()] = value.strip()
+    return values
 
 
 def main() -> None:
@@ -67,6 +87,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N training photos")
     parser.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test photos")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-quality"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any TrainConfig field for every variant, e.g. --set views=2")
+    parser.add_argument("--strengths", default=",".join(map(str, STRENGTHS)),
+                        help="colour strengths of the trade-off sweep")
     parser.add_argument("--quick", action="store_true", help="smoke run: 30 photos, 1 epoch, 5 test photos")
     args = parser.parse_args()
     if args.quick:
@@ -75,29 +99,34 @@ def main() -> None:
     shared = require_shared_data()
     print(f"machine: {machine()}")
     started = time.time()
-    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size)
+    base = TrainConfig(image_size=args.image_size, base_filters=args.base_filters, epochs=args.epochs,
+                       patience=args.patience, batch_size=args.batch_size, precision=args.precision)
+    base = TrainConfig.from_dict(parse_sets(args.set), base)
+    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size, base.views)
     order = np.random.default_rng(0).permutation(len(pool.names))
     n_val = max(1, len(order) // 10)
-    val_tiles, train_tiles = pool.tiles_of(order[:n_val]), pool.tiles_of(order[n_val:])
+    val_tiles, train_tiles = pool.tiles_of(order[:n_val]), pool.tiles_of(order[n_val:], all_views=True)
     test_photos = data.folder_photos(shared / "bsds500" / "test")
     test_photos = test_photos[: args.test_limit] if args.test_limit else test_photos
     print(f"data: {len(pool.names)} training photos ({len(train_tiles)} train / {len(val_tiles)} "
           f"validation tiles), {len(test_photos)} test photos at full resolution; "
           f"decoded in {time.time() - started:.0f} s")
 
-    base = TrainConfig(image_size=args.image_size, base_filters=args.base_filters, epochs=args.epochs,
-                       patience=args.patience, batch_size=args.batch_size, precision=args.precision)
+    strengths = [float(x) for x in args.strengths.split(",")]
     results = {}
     for name in args.variants.split(","):
         config = TrainConfig.from_dict(variant(name), base)
         start = time.time()
         model, history = fit(config, train_tiles, val_tiles, verbose=2)
         train_s = time.time() - start
-        result = evaluate_photos(Artifact(model, config), test_photos)
+        calibration = calibrate(model, config, val_tiles)
+        artifact = Artifact(model, config, {"calibration": calibration})
+        result = evaluate_photos(artifact, test_photos)
         result.update(train_seconds=round(train_s), epochs=len(history["loss"]),
-                      config=dataclasses.asdict(config))
+                      config=dataclasses.asdict(config), calibration=calibration,
+                      sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
         results[name] = result
-        save_artifact(args.out / name / "model", model, config, {"test": result})
+        save_artifact(args.out / name / "model", model, config, {"test": result}, calibration=calibration)
         print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
               f"test PSNR {result['model']['psnr']:.2f} dB, SSIM {result['model']['ssim']:.4f}, "
               f"colourfulness {result['model']['colourfulness']:.1f}", flush=True)
@@ -114,9 +143,43 @@ def main() -> None:
               f"{m['ssim'] - grey['ssim']:>+9.4f}{m['colourfulness']:>11.1f}"
               f"{m['colourfulness'] / truth['colourfulness']:>8.2f}{r['train_seconds']:>9}")
     print(f"{'truth':12}{'':>9}{'':>8}{'':>8}{'':>9}{truth['colourfulness']:>11.1f}{1:>8.2f}")
+    print("\ncolour strength sweep (1 = calibrated; calibration in brackets):")
+    print(f"{'':18}{'strength':>9}{'PSNR dB':>9}{'dPSNR':>8}{'SSIM':>8}{'colourful':>11}")
+    for name, r in results.items():
+        for strength, m in r["sweep"].items():
+            print(f"{name:18}{float(strength):>9.2f}{m['psnr']:>9.2f}{m['psnr'] - grey['psnr']:>+8.2f}"
+                  f"{m['ssim']:>8.4f}{m['colourfulness']:>11.1f}")
+        print(f"{'':18}{json.dumps(r['calibration'])}")
     print(f"total {time.time() - started:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"trade-off plot: {plot_tradeoff(results, grey, truth, args.out / 'tradeoff.png')}")
+
+
+def plot_tradeoff(results: dict, grey: dict, truth: dict, path: Path) -> Path:
+    """PSNR against colourfulness along each variant's strength sweep, grey and truth marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, r in results.items():
+        points = sorted((m["colourfulness"], m["psnr"], float(s)) for s, m in r["sweep"].items())
+        ax.plot([c for c, _, _ in points], [p for _, p, _ in points], marker="o", label=name)
+        for c, p, s in points:
+            ax.annotate(f"{s:g}", (c, p), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.axhline(grey["psnr"], color="grey", linestyle="--", label="grey prediction PSNR")
+    ax.axvline(truth["colourfulness"], color="black", linestyle=":", label="ground truth colourfulness")
+    ax.set_xlabel("colourfulness (Hasler & Suesstrunk)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title("bsds500/test: accuracy against colour (labels: strength)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

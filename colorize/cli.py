@@ -29,6 +29,34 @@ CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field
 }
 
 
+DATA_HELP = ("folder of colour photos, or 'sample'; repeat --data (or give a comma-separated "
+             "list) to train on several folders together")
+
+
+class _DataAction(argparse.Action):
+    """--data, repeatable; each value may itself be a comma-separated list of folders.
+    Given once or more, the value is a list (the default, when not given, is kept as is)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        items = list(current) if isinstance(current, list) else []
+        items += [part.strip() for part in _split_data(values)]
+        setattr(namespace, self.dest, items)
+
+
+def _split_data(value: str) -> list[str]:
+    from colorize.data import data_sources
+
+    return data_sources(value)
+
+
+def add_data_option(parser, default: str | None = "sample", required: bool = False,
+                    help: str = DATA_HELP) -> None:
+    """The one --data option: a folder, 'sample', or several folders (see colorize.data)."""
+    parser.add_argument("--data", action=_DataAction, default=default, required=required,
+                        metavar="DIR", help=help)
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """--image-size, --loss, ... overriding the defaults (or --config FILE)."""
     group = parser.add_argument_group("model and training (override --config)")
@@ -129,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit_p = sub.add_parser("fit", help="train a model on one machine and evaluate it")
-    fit_p.add_argument("--data", default="sample", help="folder of colour photos, or 'sample'")
+    add_data_option(fit_p)
     fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
     fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
     fit_p.add_argument("--quiet", action="store_true", help="no Keras progress output")
@@ -138,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
     ev.add_argument("model", type=Path, help="model folder (written by fit or train)")
-    ev.add_argument("--data", required=True, help="folder of colour photos, or 'sample'")
+    add_data_option(ev, default=None, required=True)
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
     ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ev.set_defaults(func=_cmd_evaluate)

@@ -31,7 +31,7 @@ FINAL_EPOCHS = 20  # the final training's epoch bound unless --epochs says other
 
 
 def run_pipeline(
-    data: str = "sample",
+    data: str | list[str] = "sample",
     out: str | Path = DEFAULT_OUT,
     *,
     name: str = "search",
@@ -94,13 +94,13 @@ def run_pipeline(
 
 
 def register(subparsers) -> None:
-    from colorize.cli import add_config_options
+    from colorize.cli import DATA_HELP, add_config_options, add_data_option
 
     p = subparsers.add_parser(
         "pipeline", help="tune, train the best configuration and serve it, in one command",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", default="sample", help="folder of colour photos, or 'sample' (default)")
+    add_data_option(p, help=DATA_HELP + " (default: sample)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8/16 "
                    "and the three losses)")

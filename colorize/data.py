@@ -41,9 +41,11 @@ def stored_side(size: int) -> int:
 
 @dataclass(frozen=True)
 class Photo:
-    name: str  # relative path, or "astronaut#0" for a sample tile
+    name: str  # relative path, or "astronaut" for a sample photo
     load: Callable[[], np.ndarray]  # -> the full-resolution RGB uint8 photo
     path: Path | None = None  # the file, for the cache key; None for built-in photos
+    # photo -> its training tiles at a side; None: tile_photo (the sample set cuts its own)
+    cut: Callable[[np.ndarray, int], list[np.ndarray]] | None = None
 
 
 @dataclass
@@ -189,10 +191,20 @@ def _file_loader(path: Path) -> Callable[[], np.ndarray]:
 
 
 def sample_photos(prefix: str = "") -> list[Photo]:
-    """The colour photos shipped with scikit-image and matplotlib; each cuts into 128 px tiles."""
-    from colorize.sample_data import sample_tiles
+    """The 6 colour photos shipped with scikit-image and matplotlib (256 px short side); each
+    is one photo for the split and cuts into 128 px tiles (30 in all) for training."""
+    from colorize import sample_data
 
-    return [Photo(prefix + name, (lambda t=tile: t)) for name, tile in sample_tiles()]
+    return [
+        Photo(prefix + name, lambda n=name: sample_data.load_sample_photo(n), cut=_cut_sample)
+        for name in sample_data.sample_photo_names()
+    ]
+
+
+def _cut_sample(rgb: np.ndarray, side: int) -> list[np.ndarray]:
+    from colorize.sample_data import cut_tiles
+
+    return [tile_photo(tile, side)[0] for tile in cut_tiles(rgb)]
 
 
 def photos_from(source: DataSource) -> list[Photo]:
@@ -286,7 +298,7 @@ def _decode_all(photos: list[Photo], size: int) -> PhotoSet:
         if is_greyscale(rgb):
             skipped[photo.name] = "greyscale (no colour to learn from)"
             continue
-        photo_tiles = tile_photo(rgb, side)
+        photo_tiles = photo.cut(rgb, side) if photo.cut else tile_photo(rgb, side)
         owner += [len(names)] * len(photo_tiles)
         tiles += photo_tiles
         names.append(photo.name)

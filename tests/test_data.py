@@ -155,10 +155,24 @@ def test_tiles_follow_the_long_side():
     assert len(data.tile_photo(np.zeros((5, 7, 3), np.uint8), 40)) == 1  # upscaled tiny photo
 
 
-def test_sample_set_is_built_in(cache_dir):
+def test_sample_set_is_built_in_and_split_by_source_photo(cache_dir):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
     photoset = data.load_photoset("sample", 64, cache_dir)
-    assert len(photoset.names) == 30 and photoset.tiles.shape == (30, 72, 72, 3)
+    assert len(photoset.names) == 6 and photoset.tiles.shape == (30, 72, 72, 3)
+    assert sorted(np.bincount(photoset.owner).tolist()) == [4, 4, 4, 6, 6, 6]  # tiles per photo
     assert not photoset.skipped
+    prepared = prepare_data("sample", TrainConfig(image_size=64), cache_dir)
+    parts = {part: set(getattr(prepared.split, part).tolist()) for part in ("train", "val", "test")}
+    # 6 photos: 4 train, 1 validation, 1 test; a photo's tiles all go to its split
+    assert [len(parts[p]) for p in ("train", "val", "test")] == [4, 1, 1]
+    tiles = sum(len(prepared.tiles(part)) for part in parts)
+    assert tiles == 30 and not (parts["train"] & parts["test"])
+    test_photo = prepared.photos("test")[0]
+    assert test_photo.name in {"astronaut", "chelsea", "coffee", "rocket", "motorcycle_left",
+                               "grace_hopper"}
+    assert min(test_photo.load().shape[:2]) == 256  # evaluated as the whole photo
 
 
 @pytest.mark.parametrize("count", [3, 7, 20, 101])

@@ -22,6 +22,34 @@ SUBCOMMAND_MODULES = (
     "colorize.train_cli", "serve.cli", "tune.cli", "colorize.jobs", "colorize.pipeline",
 )
 
+DATA_HELP = ("folder of colour photos, or 'sample'; repeat --data (or give a comma-separated "
+             "list) to train on several folders together")
+
+
+class _DataAction(argparse.Action):
+    """--data, repeatable; each value may itself be a comma-separated list of folders.
+    Given once or more, the value is a list (the default, when not given, is kept as is)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        items = list(current) if isinstance(current, list) else []
+        items += [part.strip() for part in _split_data(values)]
+        setattr(namespace, self.dest, items)
+
+
+def _split_data(value: str) -> list[str]:
+    from colorize.data import data_sources
+
+    return data_sources(value)
+
+
+def add_data_option(parser, default: str | None = "sample", required: bool = False,
+                    help: str = DATA_HELP) -> None:
+    """The one --data option: a folder, 'sample', or several folders (see colorize.data)."""
+    parser.add_argument("--data", action=_DataAction, default=default, required=required,
+                        metavar="DIR", help=help)
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (--image-size, --loss, ...), typed and explained from the
     dataclass itself, overriding the defaults (or --config FILE)."""
@@ -100,37 +128,34 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from colorize import batch_predict
     from colorize.artifact import load_artifact
-    from colorize.colorizer import colorize_image
-    from colorize.images import IMAGE_EXTENSIONS, decode_image, encode_image, split_alpha
+    from colorize.colorizer import check_strength
+    from colorize.console import Progress
 
-    inputs: list[Path] = []
-    for item in args.inputs:
-        path = Path(item)
-        if path.is_dir():
-            inputs += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif path.is_file():
-            inputs.append(path)
-        else:
-            raise ColorizeError(f"input not found: {path}")
-    if not inputs:
-        raise ColorizeError("no images among the inputs")
-    artifact = load_artifact(args.model)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for path in inputs:
-        try:
-            result = colorize_image(artifact, decode_image(path.read_bytes()))
-        except ColorizeError as exc:
-            print(f"skipped {path}: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        rgb, alpha = split_alpha(result)
-        target = out / f"{path.stem}.{args.format}"
-        target.write_bytes(encode_image(rgb, alpha, args.format))
-        print(target)
-    return 2 if failures == len(inputs) else 0
+    strength = check_strength(args.strength)
+    pairs = batch_predict.plan(args.inputs, args.out, args.format, args.keep_extension)
+    todo, skipped = batch_predict.pending(pairs, args.overwrite)
+    counts = batch_predict.Counts(skipped=skipped)
+    if todo:
+        artifact = load_artifact(args.model)
+        with Progress(len(todo), "colorizing") as progress:
+
+            def after_batch(outcomes) -> None:
+                for outcome in outcomes:
+                    if outcome.status == "done":
+                        counts.done += 1
+                    else:
+                        counts.failed += 1
+                        print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+                progress.update(len(outcomes), failed=counts.failed)
+
+            batch_predict.run(artifact, todo, batch_size=args.batch_size, strength=strength,
+                              fmt=args.format, on_batch=after_batch)
+    print(counts.line(args.out))
+    if counts.failed and not counts.done and not counts.skipped:
+        raise ColorizeError(f"none of the {counts.failed} image(s) could be colorized (see above)")
+    return 0
 
 
 def quality_table(result: dict) -> str:
@@ -153,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit_p = sub.add_parser("fit", help="train a model on one machine and evaluate it")
-    fit_p.add_argument("--data", default="sample", help="folder of colour photos, or 'sample'")
+    add_data_option(fit_p)
     fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
     fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
     fit_p.add_argument("--quiet", action="store_true", help="no Keras progress output")
@@ -162,16 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
     ev.add_argument("model", type=Path, help="model folder (written by fit or train)")
-    ev.add_argument("--data", required=True, help="folder of colour photos, or 'sample'")
+    add_data_option(ev, default=None, required=True)
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
     ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ev.set_defaults(func=_cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="colorize images (files or folders)")
+    pr = sub.add_parser(
+        "predict", help="colorize images (files or folders), mirroring the input tree",
+        description="Colorize image files and folders into --out, mirroring the input tree "
+        "(a/x.jpg -> OUT/a/x.png). Existing outputs are skipped (a rerun finishes an "
+        "interrupted run) unless --overwrite; images are colorized in batches.")
     pr.add_argument("model", type=Path, help="model folder (written by fit or train)")
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, type=Path, help="output folder")
     pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    pr.add_argument("--strength", type=float, default=1.0,
+                    help="colour strength: 0 grey, 1 the model's calibrated colour (default), "
+                    "up to 3 more vivid")
+    pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    pr.add_argument("--keep-extension", action="store_true",
+                    help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
     pr.set_defaults(func=_cmd_predict)
 
     for module_name in SUBCOMMAND_MODULES:

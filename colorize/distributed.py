@@ -258,7 +258,7 @@ def check_resources(workers: int, use_gpu: bool, cpus_per_worker: float, autosca
 
 def run_training(
     source: ConfigSource,
-    data_source: str | Path,
+    data_source: str | Path | list[str],
     out_dir: str | Path,
     workers: int = 2,
     use_gpu: bool = False,

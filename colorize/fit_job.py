@@ -32,7 +32,7 @@ RESULT_ROWS = 6  # test photos shown in the results figure
 class PreparedData:
     """A photo set with its 70/15/15 split: the input of every training entry point."""
 
-    source: str
+    source: str | list[str]  # one folder or 'sample', or several folders
     photoset: data.PhotoSet
     split: data.Split
 
@@ -54,13 +54,13 @@ class PreparedData:
         }
 
 
-def prepare_data(source: str | Path, config: TrainConfig, cache_dir=None) -> PreparedData:
+def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None) -> PreparedData:
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
-    return PreparedData(str(source), photoset, data.split_photos(len(photoset.names), config.seed))
+    return PreparedData(data.normalize_source(source), photoset, data.split_photos(len(photoset.names), config.seed))
 
 
 def run_fit(
-    config: TrainConfig, source: str | Path, out_dir: str | Path, cache_dir=None, verbose: int = 1
+    config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1
 ) -> dict:
     """Train on the train split, stop early on validation, evaluate on test; write outputs."""
     out_dir = Path(out_dir)

@@ -132,6 +132,20 @@ def test_default_batch_sizes_shrink_to_what_a_fold_can_fill(photos32):
     assert held == list(range(len(data.tiles)))  # each tile held out exactly once
 
 
+def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, cache_dir):
+    from tune.service import TuneRequest, _source, prepare_cv_data
+
+    first = write_photos(tmp_path / "a" / "train", 6, size=(32, 32))
+    second = write_photos(tmp_path / "a" / "val", 6, seed=1, size=(32, 32))
+    data = _source(f"{first},{second}")
+    assert data == [str(first.resolve()), str(second.resolve())]
+    assert _source(["sample"]) == "sample"
+    request = TuneRequest(data, "x", folds=2, space=SMALL_BATCHES, config=TINY.to_dict())
+    assert json.loads(json.dumps(request.__dict__))["data"] == data  # --resume reads it back
+    cv = prepare_cv_data(request, TINY)
+    assert len(cv.tiles) == 10  # 12 photos, 2 held back as the test split
+
+
 def test_too_few_colour_photos_is_a_clear_error(tmp_path):
     import cv2
     import numpy as np

@@ -16,7 +16,7 @@ from tune.service import DEFAULT_STORAGE
 
 
 def register(subparsers) -> None:
-    from colorize.cli import add_config_options
+    from colorize.cli import DATA_HELP, add_config_options, add_data_option
 
     p = subparsers.add_parser(
         "tune",
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "ASHA stops poor trials early on the mean validation SSIM. Writes best_config.json, "
         "trials.csv and ssim.png into STORAGE/NAME.",
     )
-    p.add_argument("--data", help="folder of colour photos, or 'sample' (not needed with --resume)")
+    add_data_option(p, default=None, help=DATA_HELP + " (not needed with --resume)")
     p.add_argument("--name", help="experiment name: its folder is STORAGE/NAME")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"folder of experiments (default {DEFAULT_STORAGE}; on a cluster a folder "

@@ -42,7 +42,7 @@ MAX_FAILURES = 2  # retries of a failed trial, each from its last checkpoint
 class TuneRequest:
     """Every option of a search; saved in the experiment folder so --resume needs only the name."""
 
-    data: str
+    data: str | list[str]  # one folder or 'sample', or several folders
     name: str
     storage: str = DEFAULT_STORAGE
     folds: int = 3
@@ -86,7 +86,7 @@ class TuneRequest:
 
 def run_tuning(
     *,
-    data: str | Path | None = None,
+    data: str | Path | list[str] | None = None,
     name: str,
     storage: str | Path = DEFAULT_STORAGE,
     folds: int = 3,
@@ -158,9 +158,13 @@ def run_tuning(
             ray.shutdown()
 
 
-def _source(data: str | Path) -> str:
-    """'sample', or the photo folder as an absolute path (resume may run from elsewhere)."""
-    return str(data) if str(data) == "sample" else str(Path(data).expanduser().resolve())
+def _source(data) -> str | list[str]:
+    """'sample', or each photo folder as an absolute path (resume may run from elsewhere)."""
+    from colorize.data import SAMPLE, data_sources, normalize_source
+
+    return normalize_source([
+        s if s == SAMPLE else str(Path(s).expanduser().resolve()) for s in data_sources(data)
+    ])
 
 
 def _storage_path(storage: str | Path) -> str:
@@ -196,7 +200,7 @@ def _refuse_existing(experiment_dir: Path) -> None:
 
 def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     """Tiles of the train+validation photos and k folds over them (by photo)."""
-    from colorize.data import kfold
+    from colorize.data import describe_source, kfold
     from colorize.fit_job import prepare_data
 
     prepared = prepare_data(request.data, base, request.cache_dir)
@@ -205,7 +209,7 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     if request.folds > len(pool):
         raise ColorizeError(
             f"cannot make {request.folds} folds from the {len(pool)} train+validation photos "
-            f"of {request.data}; lower --folds or add photos"
+            f"of {describe_source(request.data)}; lower --folds or add photos"
         )
     in_pool = photoset.mask_of(pool, all_views=True)
     tiles, owner = photoset.tiles[in_pool], photoset.owner[in_pool]

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import machine, require_shared_data  # noqa: E402
 from colorize import data  # noqa: E402
-from colorize.artifact import Artifact, save_artifact  # noqa: E402
+from colorize.artifact import Artifact, load_artifact, save_artifact  # noqa: E402
 from colorize.calibration import calibrate  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
 from colorize.evaluation import evaluate_photos, strength_sweep  # noqa: E402
@@ -39,11 +39,11 @@ VARIANTS = {  # name -> configuration overrides; "rebalance:S" sets the strength
     "mse": {"loss": "mse", "calibrate": False},  # the seed's model, as it was
     "rebalance": {"loss": "mse", "rebalance": 0.5},
     "mse+ssim": {"loss": "mse+ssim"},
-    # regression with whole-image context, model selection on PSNR, calibrated gain
-    "context": {"loss": "mse", "global_context": True, "monitor": "psnr"},
+    # regression with whole-image context and closer views, selection on PSNR, calibrated gain
+    "context": {"loss": "mse", "global_context": True, "views": 2, "monitor": "psnr"},
     # Zhang et al.'s classification head with their rebalancing, plus the same context
-    "bins": {"head": "bins", "rebalance": 0.5, "global_context": True, "monitor": "psnr"},
-    "bins-plain": {"head": "bins", "global_context": True, "monitor": "psnr"},
+    "bins": {"head": "bins", "rebalance": 0.5, "global_context": True, "views": 2, "monitor": "psnr"},
+    "bins-plain": {"head": "bins", "global_context": True, "views": 2, "monitor": "psnr"},
 }
 STRENGTHS = (0.0, 0.75, 1.0, 1.25, 1.5, 2.0)
 
@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-quality"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any TrainConfig field for every variant, e.g. --set views=2")
+    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
+                        help="also score these trained models (artifact folders)")
     parser.add_argument("--strengths", default=",".join(map(str, STRENGTHS)),
                         help="colour strengths of the trade-off sweep")
     parser.add_argument("--quick", action="store_true", help="smoke run: 30 photos, 1 epoch, 5 test photos")
@@ -101,21 +103,25 @@ def main() -> None:
     started = time.time()
     base = TrainConfig(image_size=args.image_size, base_filters=args.base_filters, epochs=args.epochs,
                        patience=args.patience, batch_size=args.batch_size, precision=args.precision)
-    base = TrainConfig.from_dict(parse_sets(args.set), base)
-    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size, base.views)
+    sets = parse_sets(args.set)
+    configs = {name: TrainConfig.from_dict({**variant(name), **sets}, base)
+               for name in args.variants.split(",") if name}
+    views = max([c.views for c in configs.values()] + [1])
+    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size, views)
     order = np.random.default_rng(0).permutation(len(pool.names))
     n_val = max(1, len(order) // 10)
-    val_tiles, train_tiles = pool.tiles_of(order[:n_val]), pool.tiles_of(order[n_val:], all_views=True)
+    val_tiles = pool.tiles_of(order[:n_val])
+    all_train = pool.mask_of(order[n_val:], all_views=True)
     test_photos = data.folder_photos(shared / "bsds500" / "test")
     test_photos = test_photos[: args.test_limit] if args.test_limit else test_photos
-    print(f"data: {len(pool.names)} training photos ({len(train_tiles)} train / {len(val_tiles)} "
+    print(f"data: {len(pool.names)} training photos ({all_train.sum()} train / {len(val_tiles)} "
           f"validation tiles), {len(test_photos)} test photos at full resolution; "
           f"decoded in {time.time() - started:.0f} s")
 
     strengths = [float(x) for x in args.strengths.split(",")]
     results = {}
-    for name in args.variants.split(","):
-        config = TrainConfig.from_dict(variant(name), base)
+    for name, config in configs.items():
+        train_tiles = pool.tiles[all_train & (pool.scale <= config.views)]
         start = time.time()
         model, history = fit(config, train_tiles, val_tiles, verbose=2)
         train_s = time.time() - start
@@ -127,6 +133,14 @@ def main() -> None:
                       sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
         results[name] = result
         save_artifact(args.out / name / "model", model, config, {"test": result}, calibration=calibration)
+    for item in args.models:  # trained elsewhere: scored and swept the same way
+        name, _, folder = item.partition("=")
+        artifact = load_artifact(folder)
+        result = evaluate_photos(artifact, test_photos)
+        result.update(train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"), epochs="-",
+                      config=artifact.config.to_dict(), calibration=artifact.calibration,
+                      sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
+        results[name] = result
         print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
               f"test PSNR {result['model']['psnr']:.2f} dB, SSIM {result['model']['ssim']:.4f}, "
               f"colourfulness {result['model']['colourfulness']:.1f}", flush=True)

@@ -64,16 +64,19 @@ def soft_encode(ab_norm):
     return weights / tf.reduce_sum(weights, -1, keepdims=True)
 
 
-def class_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
+def bin_prior(ab_train: np.ndarray) -> np.ndarray:
+    """(Q,) frequency of each bin among the training pixels, smoothed over the a/b plane."""
+    counts = np.bincount(nearest_bin(_subsample(ab_train)).ravel(), minlength=bin_count())
+    p = _smooth_over_bins(counts.astype(np.float64))
+    return p / p.sum()
+
+
+def class_weights(prior: np.ndarray, strength: float) -> np.ndarray:
     """Per-bin rebalancing weights ((1 - lambda) p + lambda / Q)^-1 with lambda = 1 - strength
-    (strength 0.5 is Zhang et al.'s), p the smoothed frequency of each bin among the
-    training pixels; scaled so the expected weight over training pixels is 1."""
-    q = bin_count()
-    counts = np.bincount(nearest_bin(_subsample(ab_train)).ravel(), minlength=q).astype(np.float64)
-    p = _smooth_over_bins(counts)
-    p /= p.sum()
-    weights = 1.0 / (strength * p + (1.0 - strength) / q)
-    weights /= np.sum(p * weights)
+    (strength 0.5 is Zhang et al.'s), p the bin prior; scaled so the expected weight over
+    the training pixels is 1 (the loss keeps plain cross-entropy's scale)."""
+    weights = 1.0 / (strength * prior + (1.0 - strength) / len(prior))
+    weights /= np.sum(prior * weights)
     return weights.astype(np.float32)
 
 

@@ -45,6 +45,7 @@ class TrainConfig:
     colour_floor: float = 0.5  # "colour": validation colourfulness needed, as a share of the truth's
     calibrate: bool = True  # fit the colour gain (regression) or temperature (bins) on validation
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
+    max_minutes: float = 0.0  # wall-clock budget: stop after the epoch that reaches it (0 = none)
     seed: int = 0  # weights, shuffling, augmentation and splits
     precision: str = "float32"  # or "mixed_bfloat16"/"mixed_float16" (see bench/README.md)
 
@@ -68,8 +69,8 @@ class TrainConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.patience < 0 or self.steps_per_epoch < 0:
-            problems.append("patience and steps_per_epoch must not be negative")
+        if self.patience < 0 or self.steps_per_epoch < 0 or self.max_minutes < 0:
+            problems.append("patience, steps_per_epoch and max_minutes must not be negative")
         if not 0.0 <= self.rebalance <= 0.95:
             problems.append(f"rebalance must be in [0, 0.95], got {self.rebalance}")
         elif self.rebalance and self.loss == "ssim" and self.head == "regression":

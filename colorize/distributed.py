@@ -38,7 +38,7 @@ from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
 from colorize.ray_session import connect
-from colorize.training import MONITOR_KEY
+from colorize.training import ELAPSED_KEY, MONITOR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,8 @@ class RayReport(keras.callbacks.Callback):
         from ray.train.collective import broadcast_from_rank_zero
 
         logs = logs if logs is not None else {}
-        # Early stopping follows val_monitor: every worker must see rank 0's value.
-        for key in ("val_ssim", MONITOR_KEY):
+        # Early stopping and the time budget read these: every worker must see rank 0's values.
+        for key in ("val_ssim", MONITOR_KEY, ELAPSED_KEY):
             logs[key] = broadcast_from_rank_zero(float(logs.get(key, 0.0)))
         metrics = {key: float(value) for key, value in logs.items()}
         train_seconds = max(self.last_step - self.started, 1e-9)

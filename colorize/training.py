@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from colorize.model import build_unet, decode_ab
 log = logging.getLogger(__name__)
 
 MONITOR_KEY = "val_monitor"  # the logged score early stopping and the best checkpoint follow
+ELAPSED_KEY = "elapsed_minutes"  # since this fit started: what the time budget reads
 UNCOLOURFUL_PENALTY = 100.0  # dB: any epoch above the colour floor outranks every one below
 
 
@@ -32,12 +34,17 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
     keras.utils.set_random_seed(config.seed)
     model = build_unet(config)
     weights = None
-    if config.rebalance > 0:
+    if config.rebalance > 0 or (config.head == "bins" and train_tiles is not None):
         if train_tiles is None:
             raise ValueError("rebalancing needs the training tiles to count colours")
         _, ab = lab.split_lab(data.center_crop(train_tiles, config.image_size))
         if config.head == "bins":
-            weights = ab_bins.class_weights(ab, config.rebalance)
+            prior = ab_bins.bin_prior(ab)
+            # Start from the training colours' prior instead of a uniform guess over ~260
+            # bins (whose mean is a constant tint): cross-entropy then learns far sooner.
+            model.get_layer("ab_logits").bias.assign(np.log(prior + 1e-6).astype(np.float32))
+            if config.rebalance > 0:
+                weights = ab_bins.class_weights(prior, config.rebalance)
         else:
             weights = losses.rebalance_weights(ab, config.rebalance)
     optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -89,12 +96,32 @@ class RGBMetrics(keras.callbacks.Callback):
         self.val_tiles, self.config = val_tiles, config
         truth = data.center_crop(val_tiles, config.image_size)
         self.truth_colourfulness = float(np.mean([metrics.colourfulness(t) for t in truth])) if len(truth) else 0.0
+        self.started = time.monotonic()
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             scores = score_tiles(self.model, self.val_tiles, self.config)
             logs.update({f"val_{k}": v for k, v in scores.items()})
             logs[MONITOR_KEY] = monitor_score(self.config, scores, self.truth_colourfulness)
+            logs[ELAPSED_KEY] = (time.monotonic() - self.started) / 60.0
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the epoch whose logged elapsed time reaches `max_minutes`. It reads
+    the logs (not its own clock) so that Ray Train workers, which see rank 0's broadcast
+    value, all stop at the same epoch."""
+
+    def __init__(self, max_minutes: float):
+        super().__init__()
+        self.max_minutes = max_minutes
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.max_minutes and (logs or {}).get(ELAPSED_KEY, 0.0) >= self.max_minutes:
+            log.info("time budget of %g minutes reached after epoch %d: stopping", self.max_minutes, epoch + 1)
+            self.model.stop_training = True
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -193,7 +220,7 @@ def fit(
     if checkpoint_dir is not None:
         all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
     all_callbacks += list(callbacks)
-    all_callbacks.append(early_stopping)
+    all_callbacks += [early_stopping, TimeBudget(config.max_minutes)]
     if log_dir is not None:
         all_callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
     keras_history = model.fit(

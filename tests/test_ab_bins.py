@@ -53,7 +53,7 @@ def test_annealed_mean_goes_from_mode_to_mean():
 def test_rebalancing_weights_rare_bins_more():
     common = np.zeros((1, 32, 32, 2), np.float32)
     common[0, :2, :2] = 0.5  # a few saturated pixels among many neutral ones
-    weights = ab_bins.class_weights(common, 0.5)
+    weights = ab_bins.class_weights(ab_bins.bin_prior(common), 0.5)
     neutral, saturated = ab_bins.nearest_bin(np.array([[0.0, 0.0], [0.5, 0.5]], np.float32))
     assert weights[saturated] > weights[neutral]
 
@@ -61,7 +61,7 @@ def test_rebalancing_weights_rare_bins_more():
 @pytest.mark.parametrize("rebalance", [False, True])
 def test_cross_entropy_is_lowest_for_the_soft_targets(rebalance):
     ab = random_ab(64).reshape(1, 8, 8, 2)
-    weights = ab_bins.class_weights(ab, 0.5) if rebalance else None
+    weights = ab_bins.class_weights(ab_bins.bin_prior(ab), 0.5) if rebalance else None
     loss = make_bins_loss(weights)
     target = np.asarray(ab_bins.soft_encode(ab))
     good = np.log(np.maximum(target, 1e-9)).astype(np.float32)

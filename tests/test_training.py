@@ -84,7 +84,8 @@ def test_rebalanced_training_runs(tiles):
 
 def test_short_fit_of_the_bins_head_gains_colour(tiles):
     config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
-                         patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr")
+                         patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr",
+                         steps_per_epoch=30)
     _, history = fit(config, *tiles, verbose=0)
     assert max(history["val_colourfulness"][1:]) > history["val_colourfulness"][0]
     assert len(history["val_monitor"]) == 5 and history["val_monitor"] == history["val_psnr"]
@@ -100,3 +101,10 @@ def test_monitor_scores():
     assert monitor_score(colour, scores, 20.0) == 23.0  # 10 >= 0.5 x 20: colourful enough
     dull = monitor_score(colour, scores, 40.0)  # 10 < 0.5 x 40
     assert dull < monitor_score(colour, {**scores, "psnr": 15.0, "colourfulness": 30.0}, 40.0)
+
+
+def test_time_budget_stops_after_the_epoch_that_reaches_it(tiles):
+    config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
+                         patience=10, max_minutes=1e-6)
+    _, history = fit(config, *tiles, verbose=0)
+    assert len(history["loss"]) == 1 and history["elapsed_minutes"][0] > 1e-6

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from colorize import signals
 from colorize.errors import ColorizeError
 
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
@@ -79,7 +80,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.report import write_report
 
     config = config_from_args(args)
-    metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
+    with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
+                       f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
+        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
     test = metrics["test"]
     print(quality_table(test))
     source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
@@ -115,7 +118,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     counts = batch_predict.Counts(skipped=skipped)
     if todo:
         artifact = load_artifact(args.model)
-        with Progress(len(todo), "colorizing") as progress:
+        with signals.stage(f"colorizing into {args.out}", f"{args.out} holds the finished "
+                           "images: rerun the same command to do the rest"), \
+                Progress(len(todo), "colorizing") as progress:
 
             def after_batch(outcomes) -> None:
                 for outcome in outcomes:
@@ -209,6 +214,18 @@ def import_tensorflow_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
+    # From the start, the first Ctrl-C or SIGTERM stops the command cleanly (signals.py).
+    with signals.handling():
+        try:
+            return _run(argv)
+        except ColorizeError as exc:
+            print(f"colorize: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            return _stop(exc)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose:
@@ -217,14 +234,33 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except ColorizeError as exc:
-        print(f"colorize: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("colorize: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
+    return int(args.func(args) or 0)
+
+
+def _stop(exc: KeyboardInterrupt) -> int:
+    """After a stop signal: shut down the Ray this command started, say where the work is."""
+    import signal
+
+    stop = exc if isinstance(exc, signals.Stopped) else signals.Stopped(signal.SIGINT)
+    for signum in signals.SIGNALS:  # the stop is under way: further signals change nothing
+        signal.signal(signum, signal.SIG_IGN)
+    _shutdown_ray()
+    what = f" {stop.what}" if stop.what else ""
+    after = f"; {stop.after}" if stop.after else " (rerun the same command to resume)"
+    print(f"colorize: stopped{what} on {signal.Signals(stop.signum).name}{after}",
+          file=sys.stderr, flush=True)
+    return stop.exit_code
+
+
+def _shutdown_ray() -> None:
+    """Stop the local Ray instance (or leave the cluster) this process started or joined."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        logging.getLogger("ray").setLevel(logging.ERROR)  # no teardown chatter after the message
+        ray.shutdown()
 
 
 if __name__ == "__main__":

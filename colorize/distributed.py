@@ -34,6 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from colorize import signals
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
@@ -336,7 +337,7 @@ def train_on_ray(
     }
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     test_env = {k: os.environ[k] for k in (FAIL_AT_ENV, FAIL_MARKER_ENV) if k in os.environ}
-    trainer = TensorflowTrainer(
+    trainer = _stoppable(TensorflowTrainer)(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
@@ -351,14 +352,48 @@ def train_on_ray(
         ),
     )
     log.info("training on %d worker(s), storage %s/%s", workers, storage, name)
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker errors; one line for the user, details logged
-        log.debug("Ray Train failed", exc_info=True)
-        raise ColorizeError(f"distributed training failed: {_first_line(exc)}", status=500) from exc
+    with signals.stage(
+        f"training on {workers} Ray Train worker(s)",
+        f"the last epochs' checkpoints are in {storage / name}: rerun the same command to resume",
+    ):
+        try:
+            with signals.keep_handlers():  # Ray Train's SIGINT handler would outlive fit()
+                result = trainer.fit()
+        except Exception as exc:  # Ray wraps worker errors; one line for the user, details logged
+            if signals.requested():  # the run was aborted on Ctrl-C/SIGTERM
+                raise signals.stopped() from None
+            log.debug("Ray Train failed", exc_info=True)
+            raise ColorizeError(f"distributed training failed: {_first_line(exc)}", status=500) from exc
+        if signals.requested():
+            raise signals.stopped()
     if result.checkpoint is None:
         raise ColorizeError(f"the run {storage / name} finished without a checkpoint", status=500)
     return result
+
+
+def _stoppable(trainer_class):
+    """`trainer_class` whose run the CLI's first Ctrl-C or SIGTERM aborts gracefully.
+
+    Ray Train v2 installs its own SIGINT handler when fit() starts (abort the controller,
+    then sys.exit(0), which would end the command with exit code 0). Under the CLI's stop
+    handler (colorize/signals.py) the abort is registered as the running stage's graceful
+    stop instead; elsewhere Ray's handler is kept.
+    """
+
+    class StoppableTrainer(trainer_class):
+        def _register_sigint_handler(self, controller):
+            current = signals.current_stage()
+            if not signals.installed() or current is None:
+                return super()._register_sigint_handler(controller)
+
+            def abort() -> bool:
+                controller.abort.remote()  # checkpoints stay; the run ends as ABORTED
+                return True
+
+            current.on_stop = abort
+
+    StoppableTrainer.__name__ = trainer_class.__name__
+    return StoppableTrainer
 
 
 def _first_line(exc: BaseException) -> str:

@@ -105,8 +105,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         save_checkpoint(self.directory, self.model, epoch + 1, self.history)
         ssim = self.history.get("val_ssim", [])
-        if ssim and ssim[-1] >= max(ssim):
-            self.model.save_weights(self.directory / BEST_WEIGHTS)
+        if ssim and ssim[-1] >= max(ssim):  # written whole or not at all, as save_checkpoint
+            self.model.save_weights(self.directory / "best.tmp.weights.h5")
+            os.replace(self.directory / "best.tmp.weights.h5", self.directory / BEST_WEIGHTS)
 
 
 def save_checkpoint(directory: Path, model: keras.Model, epoch: int, history: dict) -> None:

@@ -78,11 +78,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.experiment import ConfigSource
     from colorize.fit_job import run_fit
     from colorize.report import write_report
+    from colorize.training import EpochProgress
 
     config = config_from_args(args)
+    progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size)]
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
-        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
+        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress)
     test = metrics["test"]
     print(quality_table(test))
     source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_option(fit_p)
     fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
     fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
-    fit_p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+    fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
     add_config_options(fit_p)
     fit_p.set_defaults(func=_cmd_fit)
 

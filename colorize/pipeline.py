@@ -50,7 +50,7 @@ def run_pipeline(
     address: str | None = None,
     num_cpus: int | None = None,
     cache_dir: str | Path | None = None,
-    verbose: int = 0,
+    verbose: int = 0,  # 1: the live trial table while tuning
     say=lambda line: log.info("%s", line),
 ) -> dict[str, Any]:
     """Tune, train, serve; returns {"experiment_dir", "best_config", "metrics", "artifact",
@@ -135,7 +135,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
         num_samples=args.num_samples, max_epochs=args.max_epochs,
         max_concurrent=args.max_concurrent, workers=args.workers, host=args.host,
         port=args.port, address=args.address, num_cpus=args.num_cpus, cache_dir=args.cache,
-        say=lambda line: print(line, flush=True),
+        verbose=1, say=lambda line: print(line, flush=True),
     )
     print(quality_table(result["metrics"]["test"]))
     print(f"best config: {Path(result['experiment_dir']) / 'best_config.json'}")

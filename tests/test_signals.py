@@ -196,10 +196,11 @@ def test_fit_stops_mid_training_and_the_same_command_resumes(signum, tiny_photos
     done = json.loads((out / "checkpoint" / "state.json").read_text())["epoch"]
     assert 1 <= done < 100
 
-    again = Command(*args, "--epochs", done + 1)
+    again = Command(*[a for a in args if a != "--quiet"], "--epochs", done + 1)
     assert again.process.wait(timeout=300) == 0, "\n".join(again.err[-20:])
     again.readers[1].join(5)
     assert any(f"resuming from {out / 'checkpoint'} at epoch {done}" in line for line in again.err)
+    assert any(f"epoch {done + 1}/{done + 1}: loss " in line for line in again.err)  # progress
     assert json.loads((out / "metrics.json").read_text())["epochs"] == done + 1
 
 
@@ -218,6 +219,8 @@ def test_tune_stops_mid_search_and_the_same_command_finishes_it(cache_dir, tmp_p
                              for p in folder.glob("*/result.json")), 420, "a first result")
     code, seconds = run.stop(signal.SIGTERM)
     assert code == 143 and seconds < 30, (code, seconds, run.err[-10:])
+    header = ["trial", "batch_size", "loss", "epoch", "ssim_mean", "status"]
+    assert header in [line.split() for line in run.out]  # the live trial table
     assert any(line.startswith("colorize: stopped the tuning experiment s on SIGTERM; finished "
                                f"trials and checkpoints are in {folder}") for line in run.err)
 

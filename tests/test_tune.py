@@ -153,6 +153,38 @@ def test_cli_prints_one_line_errors(photos32, tmp_path, capsys):
     assert "no experiment 'nothing-here' to resume" in capsys.readouterr().err
 
 
+# --- the live trial table -----------------------------------------------------------------
+
+
+def fake_trial(trial_id, status, epoch=0, ssim=None, **config):
+    from types import SimpleNamespace
+
+    last = {"training_iteration": epoch, **({"ssim_mean": ssim} if ssim is not None else {})}
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config,
+                           last_result=last if epoch else {})
+
+
+def test_trial_table_shows_parameters_epoch_score_and_status(capsys):
+    from tune.progress import TrialTable
+
+    table = TrialTable(["batch_size", "loss"], max_epochs=4, scheduler="asha", interval_s=3600)
+    trials = [fake_trial("a1", "RUNNING", 2, 0.81234, batch_size=8, loss="mse"),
+              fake_trial("b2", "PENDING", batch_size=16, loss="ssim")]
+    table.on_trial_result(0, trials, trials[0], {})  # the first result is printed at once
+    table.on_trial_result(0, trials, trials[0], {})  # the next ones wait for the interval
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["trial", "batch_size", "loss", "epoch", "ssim_mean", "status"]
+    assert out[2].split() == ["a1", "8", "mse", "2/4", "0.8123", "running"]
+    assert out[3].split() == ["b2", "16", "ssim", "0/4", "-", "pending"] and len(out) == 4
+    # ASHA stops a1 (Tune still says RUNNING when it calls back), b2 finishes: shown at once
+    table.on_trial_complete(0, trials, trials[0])
+    trials[1] = fake_trial("b2", "TERMINATED", 4, 0.8512, batch_size=16, loss="ssim")
+    table.on_trial_complete(0, trials, trials[1])
+    last = capsys.readouterr().out.splitlines()[-2:]
+    assert last[0].split()[-5:] == ["2/4", "0.8123", "stopped", "by", "ASHA"]
+    assert last[1].split()[-2:] == ["0.8512", "completed"]
+
+
 # --- real searches ------------------------------------------------------------------------
 
 

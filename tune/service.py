@@ -314,6 +314,8 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
                 resume: bool):
     from ray import tune
 
+    from tune.progress import TrialTable
+
     trainable = tune.with_resources(
         tune.with_parameters(train_cv, data=cv_data),
         {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial},
@@ -344,7 +346,10 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=request.name, storage_path=request.storage, verbose=verbose,
+            # our own trial table (tune/progress.py) instead of Tune's 30-second heartbeat
+            name=request.name, storage_path=request.storage, verbose=0,
+            callbacks=[TrialTable(list(request.space), request.max_epochs, request.scheduler)]
+            if verbose else [],
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             stop={"training_iteration": request.max_epochs},

@@ -132,6 +132,20 @@ def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, 
     assert len(cv.tiles) == 10  # 12 photos, 2 held back as the test split
 
 
+def test_the_same_command_counts_as_the_same_search():
+    from dataclasses import asdict
+
+    from tune.service import TuneRequest, _same_options
+
+    request = TuneRequest("/photos", "x", space=search_space.load_space(None), config=TINY.to_dict())
+    saved = json.loads(json.dumps(asdict(request)))
+    saved["space"]["batch_size"] = [8]  # the default choices shrunk to fit the folds
+    saved["cache_dir"] = "/elsewhere"
+    assert _same_options(saved, asdict(request))
+    assert not _same_options(saved, {**asdict(request), "num_samples": 9})
+    assert not _same_options(saved, {**asdict(request), "data": "/other"})
+
+
 def test_too_few_colour_photos_is_a_clear_error(tmp_path):
     import cv2
     import numpy as np

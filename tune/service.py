@@ -226,7 +226,7 @@ def _same_experiment_exists(experiment_dir: Path, request: TuneRequest) -> bool:
 def _same_options(saved: dict, new: dict) -> bool:
     """Whether two requests define the same search. Where the data cache lives changes
     nothing; the default batch sizes may have been shrunk to fit the folds when it started."""
-    saved, new = dict(saved), dict(new)
+    saved, new = json.loads(json.dumps(saved)), json.loads(json.dumps(new))  # as stored
     saved.pop("cache_dir", None), new.pop("cache_dir", None)
     if new["space"].get("batch_size") == search_space.DEFAULT_SPACE["batch_size"]:
         saved["space"] = {k: v for k, v in saved["space"].items() if k != "batch_size"}

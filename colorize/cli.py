@@ -39,16 +39,11 @@ class _DataAction(argparse.Action):
     Given once or more, the value is a list (the default, when not given, is kept as is)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        from colorize.data import data_sources
+
         current = getattr(namespace, self.dest, None)
         items = list(current) if isinstance(current, list) else []
-        items += [part.strip() for part in _split_data(values)]
-        setattr(namespace, self.dest, items)
-
-
-def _split_data(value: str) -> list[str]:
-    from colorize.data import data_sources
-
-    return data_sources(value)
+        setattr(namespace, self.dest, items + data_sources(values))
 
 
 def add_data_option(parser, default: str | None = "sample", required: bool = False,

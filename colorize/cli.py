@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from colorize import signals
 from colorize.errors import ColorizeError
 
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
@@ -31,16 +32,11 @@ class _DataAction(argparse.Action):
     Given once or more, the value is a list (the default, when not given, is kept as is)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        from colorize.data import data_sources
+
         current = getattr(namespace, self.dest, None)
         items = list(current) if isinstance(current, list) else []
-        items += [part.strip() for part in _split_data(values)]
-        setattr(namespace, self.dest, items)
-
-
-def _split_data(value: str) -> list[str]:
-    from colorize.data import data_sources
-
-    return data_sources(value)
+        setattr(namespace, self.dest, items + data_sources(values))
 
 
 def add_data_option(parser, default: str | None = "sample", required: bool = False,
@@ -101,9 +97,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.experiment import ConfigSource
     from colorize.fit_job import run_fit
     from colorize.report import write_report
+    from colorize.training import EpochProgress
 
     config = config_from_args(args)
-    metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
+    progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size)]
+    with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
+                       f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
+        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress)
     test = metrics["test"]
     print(quality_table(test))
     source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
@@ -139,7 +139,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     counts = batch_predict.Counts(skipped=skipped)
     if todo:
         artifact = load_artifact(args.model)
-        with Progress(len(todo), "colorizing") as progress:
+        with signals.stage(f"colorizing into {args.out}", f"{args.out} holds the finished "
+                           "images: rerun the same command to do the rest"), \
+                Progress(len(todo), "colorizing") as progress:
 
             def after_batch(outcomes) -> None:
                 for outcome in outcomes:
@@ -181,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_option(fit_p)
     fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
     fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
-    fit_p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+    fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
     add_config_options(fit_p)
     fit_p.set_defaults(func=_cmd_fit)
 
@@ -233,6 +235,18 @@ def import_tensorflow_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
+    # From the start, the first Ctrl-C or SIGTERM stops the command cleanly (signals.py).
+    with signals.handling():
+        try:
+            return _run(argv)
+        except ColorizeError as exc:
+            print(f"colorize: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            return _stop(exc)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose:
@@ -241,14 +255,33 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except ColorizeError as exc:
-        print(f"colorize: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("colorize: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
+    return int(args.func(args) or 0)
+
+
+def _stop(exc: KeyboardInterrupt) -> int:
+    """After a stop signal: shut down the Ray this command started, say where the work is."""
+    import signal
+
+    stop = exc if isinstance(exc, signals.Stopped) else signals.Stopped(signal.SIGINT)
+    for signum in signals.SIGNALS:  # the stop is under way: further signals change nothing
+        signal.signal(signum, signal.SIG_IGN)
+    _shutdown_ray()
+    what = f" {stop.what}" if stop.what else ""
+    after = f"; {stop.after}" if stop.after else " (rerun the same command to resume)"
+    print(f"colorize: stopped{what} on {signal.Signals(stop.signum).name}{after}",
+          file=sys.stderr, flush=True)
+    return stop.exit_code
+
+
+def _shutdown_ray() -> None:
+    """Stop the local Ray instance (or leave the cluster) this process started or joined."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        logging.getLogger("ray").setLevel(logging.ERROR)  # no teardown chatter after the message
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Photos in, training arrays out: discovery, decoding, splits, crops, cache and tf.data.
 
-A data source is a folder of photos or "sample" (the colour photos shipped with
-scikit-image and matplotlib). Each photo becomes one or more square tiles of side
+A data source is a folder of photos, several folders (names prefixed by folder), or
+"sample" (the colour photos shipped with scikit-image and matplotlib). Discovery follows
+symbolic links (each real file once, loops refused) and skips hidden entries. Each photo
+becomes one or more square tiles of side
 `stored_side(size)`; training takes random `size` crops (+ flips) of them, evaluation the
 centre crop. With `views` > 1, training also gets tiles cut from the photo enlarged to
 2..views times the working scale (closer views, more distinct samples); validation and test

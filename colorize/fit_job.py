@@ -60,9 +60,11 @@ def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None) -
 
 
 def run_fit(
-    config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1
+    config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1,
+    callbacks=(),
 ) -> dict:
-    """Train on the train split, stop early on validation, evaluate on test; write outputs."""
+    """Train on the train split, stop early on validation, evaluate on test; write outputs.
+    `callbacks` (Keras) see each epoch's logs with the validation scores in them."""
     out_dir = Path(out_dir)
     started = time.time()
     prepared = prepare_data(source, config, cache_dir)
@@ -74,6 +76,7 @@ def run_fit(
         checkpoint_dir=out_dir / "checkpoint",
         log_dir=out_dir / "tensorboard",
         verbose=verbose,
+        callbacks=callbacks,
     )
     return finalize(out_dir, model, config, history, prepared, time.time() - started)
 

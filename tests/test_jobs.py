@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -110,7 +111,7 @@ def tune_job(cluster, tiny_photos, tmp_path_factory, cache_dir):
             "tune", "--data", str(tiny_photos), "--name", EXPERIMENT, "--storage", str(storage),
             "--folds", "2", "--num-samples", "2", "--max-epochs", "1", "--max-concurrent", "2",
             "--space", str(space), "--image-size", "32", "--depth", "2", "--base-filters", "8",
-            "--batch-size", "4", "--cache", str(cache_dir), "--quiet",
+            "--batch-size", "4", "--cache", str(cache_dir),
         ])
     printed = printed.getvalue()
     assert code == 0
@@ -167,6 +168,7 @@ def test_job_state_and_logs_through_the_rest_api(cluster, tune_job):
     assert "--address auto" in info["entrypoint"]  # the job joined the cluster, not a new Ray
     logs = requests.get(f"{base}/api/jobs/{job_id}/logs", headers=auth(cluster), timeout=10).json()
     assert "best config:" in logs["logs"] and "trials.csv" in logs["logs"]
+    assert re.search(r"trial +batch_size +loss +epoch +ssim_mean +status", logs["logs"])  # live table
 
 
 @pytest.mark.slow
@@ -179,6 +181,41 @@ def test_jobs_cli_lists_and_reads_back(cluster, tune_job, capsys):
     assert "status: SUCCEEDED" in capsys.readouterr().out
     assert main(["jobs", "logs", job_id, *options]) == 0
     assert "trials.csv" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_following_and_leaves_the_job_running(cluster, tiny_photos, tmp_path):
+    import signal
+    import sys
+    import time
+
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "colorize.cli", "submit", "--address", cluster.dashboard_url,
+         "--token-file", str(cluster.token_path), "--follow", "fit", "--data", str(tiny_photos),
+         "--out", str(tmp_path / "fit"), "--epochs", "40", "--image-size", "32", "--depth", "2",
+         "--base-filters", "8", "--batch-size", "4", "--cache", str(tmp_path / "cache")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    job_id = follow.stdout.readline().split()[1]  # "job: raysubmit_..."
+    client = jobs.connect(cluster.dashboard_url, cluster.token_path)
+    try:
+        deadline = time.time() + 180
+        while "epoch 1/40" not in client.get_job_logs(job_id) and time.time() < deadline:
+            time.sleep(1)  # the job's epoch lines are what --follow is printing
+        started = time.monotonic()
+        follow.send_signal(signal.SIGINT)
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 130 and time.monotonic() - started < 30, err
+        assert "epoch 1/40: loss " in out  # the job's progress came through the follow
+        assert err.strip().splitlines()[-1] == (
+            f"colorize: stopped following job {job_id} on SIGINT; the job keeps running on the "
+            f"cluster (colorize jobs logs {job_id} --follow follows it again, colorize jobs stop "
+            f"{job_id} stops it)")
+        assert client.get_job_status(job_id).value in ("RUNNING", "SUCCEEDED")
+    finally:
+        follow.kill()
+        client.stop_job(job_id)
+        jobs.wait(client, job_id, timeout_s=60)
 
 
 @pytest.mark.slow

@@ -146,6 +146,20 @@ def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, 
     assert len(cv.tiles) == 10  # 12 photos, 2 held back as the test split
 
 
+def test_the_same_command_counts_as_the_same_search():
+    from dataclasses import asdict
+
+    from tune.service import TuneRequest, _same_options
+
+    request = TuneRequest("/photos", "x", space=search_space.load_space(None), config=TINY.to_dict())
+    saved = json.loads(json.dumps(asdict(request)))
+    saved["space"]["batch_size"] = [8]  # the default choices shrunk to fit the folds
+    saved["cache_dir"] = "/elsewhere"
+    assert _same_options(saved, asdict(request))
+    assert not _same_options(saved, {**asdict(request), "num_samples": 9})
+    assert not _same_options(saved, {**asdict(request), "data": "/other"})
+
+
 def test_too_few_colour_photos_is_a_clear_error(tmp_path):
     import cv2
     import numpy as np
@@ -165,6 +179,38 @@ def test_cli_prints_one_line_errors(photos32, tmp_path, capsys):
     assert code == 2 and err.startswith("colorize: error:") and err.count("\n") == 1
     assert main(["tune", "--resume", "nothing-here", "--storage", str(tmp_path)]) == 2
     assert "no experiment 'nothing-here' to resume" in capsys.readouterr().err
+
+
+# --- the live trial table -----------------------------------------------------------------
+
+
+def fake_trial(trial_id, status, epoch=0, ssim=None, **config):
+    from types import SimpleNamespace
+
+    last = {"training_iteration": epoch, **({"ssim_mean": ssim} if ssim is not None else {})}
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config,
+                           last_result=last if epoch else {})
+
+
+def test_trial_table_shows_parameters_epoch_score_and_status(capsys):
+    from tune.progress import TrialTable
+
+    table = TrialTable(["batch_size", "loss"], max_epochs=4, scheduler="asha", interval_s=3600)
+    trials = [fake_trial("a1", "RUNNING", 2, 0.81234, batch_size=8, loss="mse"),
+              fake_trial("b2", "PENDING", batch_size=16, loss="ssim")]
+    table.on_trial_result(0, trials, trials[0], {})  # the first result is printed at once
+    table.on_trial_result(0, trials, trials[0], {})  # the next ones wait for the interval
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["trial", "batch_size", "loss", "epoch", "ssim_mean", "status"]
+    assert out[2].split() == ["a1", "8", "mse", "2/4", "0.8123", "running"]
+    assert out[3].split() == ["b2", "16", "ssim", "0/4", "-", "pending"] and len(out) == 4
+    # ASHA stops a1 (Tune still says RUNNING when it calls back), b2 finishes: shown at once
+    table.on_trial_complete(0, trials, trials[0])
+    trials[1] = fake_trial("b2", "TERMINATED", 4, 0.8512, batch_size=16, loss="ssim")
+    table.on_trial_complete(0, trials, trials[1])
+    last = capsys.readouterr().out.splitlines()[-2:]
+    assert last[0].split()[-5:] == ["2/4", "0.8123", "stopped", "by", "ASHA"]
+    assert last[1].split()[-2:] == ["0.8512", "completed"]
 
 
 # --- real searches ------------------------------------------------------------------------

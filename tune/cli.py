@@ -82,6 +82,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"trials: {folder / 'trials.csv'}\nplot: {folder / 'ssim.png'}")
     print(f"optuna study: sqlite:///{folder / 'optuna.db'} (optuna-dashboard can open it)")
     if outcome["interrupted"]:
-        print(f"interrupted: finish it with `colorize tune --resume {name} --storage {args.storage}`")
+        print("interrupted: rerun the same command (or `colorize tune --resume "
+              f"{name} --storage {args.storage}`) to finish it")
         return 130
     return 0

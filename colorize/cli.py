@@ -20,6 +20,7 @@ from colorize.errors import ColorizeError
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
 SUBCOMMAND_MODULES = (
     "colorize.train_cli", "serve.cli", "tune.cli", "colorize.jobs", "colorize.pipeline",
+    "colorize.local_cluster",
 )
 
 CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field

@@ -77,6 +77,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.address:  # a photo archive on a Ray cluster (Ray Data): colorize.batch_ray
+        from colorize.batch_ray import run_from_cli
+
+        return run_from_cli(args)
     from colorize.artifact import load_artifact
     from colorize.colorizer import colorize_image
     from colorize.images import IMAGE_EXTENSIONS, decode_image, encode_image, split_alpha
@@ -149,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, type=Path, help="output folder")
     pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    ray_data = pr.add_argument_group("on a Ray cluster with Ray Data (outputs mirror the input "
+                                     "tree; a rerun skips finished outputs)")
+    ray_data.add_argument("--address", help="Ray cluster ('auto', 'ray://HOST:10001', or "
+                          "'local' for a Ray instance on this machine)")
+    ray_data.add_argument("--actors", type=int, default=2, help="model actors (default 2)")
+    ray_data.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    ray_data.add_argument("--cpus-per-actor", type=float, default=1.0)
+    ray_data.add_argument("--overwrite", action="store_true", help="redo outputs already written")
     pr.set_defaults(func=_cmd_predict)
 
     for module_name in SUBCOMMAND_MODULES:

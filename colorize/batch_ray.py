@@ -9,10 +9,11 @@ rerun after an interruption finishes the rest (`overwrite` redoes them). Ray Dat
 the (source, target) pairs, `batch_size` to a block, through a pool of `actors` model actors
 (`map_batches` with a callable class): each actor loads the artifact once, then reads,
 colorizes and writes each batch with `colorize_files`, which calls
-`colorize.colorizer.colorize_batch` (the function Serve uses) once per batch. Each target is
-written to a temporary file beside it and renamed, so an interrupted run never leaves half a
-file. On a multi-node cluster MODEL, the inputs and OUT must be on storage every node sees
-(the actors write there). `progress` is called as results stream back to the driver.
+`colorize.colorizer.colorize_batch` (the function Serve uses) once per image size in the
+batch. Each target is written to a temporary file beside it and renamed, so an interrupted
+run never leaves half a file. On a multi-node cluster MODEL, the inputs and OUT must be on
+storage every node sees (the actors write there). `progress` is called as results stream
+back to the driver.
 """
 
 from __future__ import annotations
@@ -86,9 +87,8 @@ def pending(pairs, overwrite: bool = False):
 
 
 def colorize_files(artifact, pairs, fmt: str = "png") -> list[tuple[str, str]]:
-    """Read, colorize (one `colorize_batch`) and write each pair; (status, error) per pair.
-    An unreadable file fails alone; a failing batch is retried image by image."""
-    from colorize.colorizer import colorize_batch
+    """Read, colorize and write each pair; (status, error) per pair. An unreadable file
+    fails alone."""
     from colorize.images import decode_image
 
     results: list[tuple[str, str]] = [("failed", "")] * len(pairs)
@@ -99,17 +99,33 @@ def colorize_files(artifact, pairs, fmt: str = "png") -> list[tuple[str, str]]:
             ready.append(i)
         except (ColorizeError, OSError) as exc:
             results[i] = ("failed", str(exc))
-    try:
-        colorized = colorize_batch(artifact, images) if images else []
-    except ColorizeError:
-        colorized = []
-        for image in images:
-            try:
-                colorized.append(colorize_batch(artifact, [image])[0])
-            except ColorizeError as exc:
-                colorized.append(str(exc))
-    for i, result in zip(ready, colorized, strict=True):
+    for i, result in zip(ready, _colorize_by_size(artifact, images), strict=True):
         results[i] = _write(Path(pairs[i][1]), result, fmt)
+    return results
+
+
+def _colorize_by_size(artifact, images: list[np.ndarray]) -> list[np.ndarray | str]:
+    """One `colorize_batch` per image size in the batch: images of other sizes would be padded
+    to a common shape, which changes the colours near their borders (by up to ~15 levels on
+    bsds500's 481x321 and 321x481 photos). A failing group is retried image by image."""
+    from colorize.colorizer import colorize_batch
+
+    results: list[np.ndarray | str] = [""] * len(images)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape[:2], []).append(i)
+    for members in groups.values():
+        try:
+            outputs = colorize_batch(artifact, [images[i] for i in members])
+        except ColorizeError:
+            outputs = []
+            for i in members:
+                try:
+                    outputs.append(colorize_batch(artifact, [images[i]])[0])
+                except ColorizeError as exc:
+                    outputs.append(str(exc))
+        for i, output in zip(members, outputs, strict=True):
+            results[i] = output
     return results
 
 
@@ -129,6 +145,21 @@ def _write(target: Path, result, fmt: str) -> tuple[str, str]:
     return "done", ""
 
 
+def _limit_threads() -> None:
+    """TensorFlow's thread pools sized to the actor's CPUs (as tune/trainable.py does for
+    trials): by default each actor would use every core, and actors would thrash."""
+    import ray
+    import tensorflow as tf
+
+    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))
+    if cpus >= 1:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cpus)
+            tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
+        except RuntimeError:  # TensorFlow already initialised in this worker: keep it
+            pass
+
+
 def _remove_partials(folders) -> None:
     """Temporary files of an earlier run that was killed while writing (never a target)."""
     for folder in folders:
@@ -142,6 +173,7 @@ class ModelActor:
     def __init__(self, model_dir: str, fmt: str):
         from colorize.artifact import load_artifact
 
+        _limit_threads()
         self.artifact = load_artifact(model_dir)
         self.fmt = fmt
 

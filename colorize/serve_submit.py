@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -141,12 +142,19 @@ def wait_running(client, name: str, timeout_s: float = 300.0, poll_s: float = 1.
         if status == "RUNNING":
             return app
         if status in TERMINAL_FAILURES:
-            message = (app.get("message") or "").strip().splitlines()
             raise ColorizeError(f"Serve application {name!r} {status}: "
-                                f"{message[-1] if message else 'no message'} (colorize jobs serve)")
+                                f"{_last_line(app.get('message'))} (colorize jobs serve)")
         time.sleep(poll_s)
     raise ColorizeError(f"Serve application {name!r} still {status} after {timeout_s:.0f} s "
                         "(see `colorize jobs serve` and the dashboard's Serve page)")
+
+
+def _last_line(message: str | None) -> str:
+    """The last line of Serve's message (a traceback's error), without the exception's name."""
+    lines = (message or "").strip().splitlines()
+    if not lines:
+        return "no message"
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1].strip())
 
 
 def autoscaling_overrides(app: dict, **delays: float | None) -> list[dict]:
@@ -210,10 +218,10 @@ def status_lines(serve_details: dict, name: str | None = None) -> list[str]:
     port = (serve_details.get("http_options") or {}).get("port")
     lines = []
     for app in apps.values():
-        lines.append(f"{app['name']}: {app['status']}  route {app.get('route_prefix')}  "
+        lines.append(f"{app['name']}: {app['status']}  route {app.get('route_prefix') or '-'}  "
                      f"port {port}")
         if app.get("message"):
-            lines.append(f"  message: {app['message'].strip().splitlines()[-1]}")
+            lines.append(f"  message: {_last_line(app['message'])}")
         for dep_name, (running, target) in replica_counts(app).items():
             scaling = app["deployments"][dep_name]["deployment_config"].get("autoscaling_config")
             bounds = f" (autoscaling {scaling['min_replicas']}-{scaling['max_replicas']})" \
@@ -267,8 +275,9 @@ def run_from_cli(args: argparse.Namespace) -> int:
     serve_args = build_parser().parse_args(["serve", *rest])
     values = settings_args(serve_args)
     client = connect(args.address, args.token_file)
-    if not args.verbose:  # importing Ray resets its logger: quiet the packaging chatter now
-        logging.getLogger("ray").setLevel(logging.ERROR)
+    if not args.verbose:  # importing Ray set these loggers' levels: quiet the upload chatter now
+        for name in ("ray", "ray.dashboard.modules.dashboard_sdk"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     url = submit(client, values, name=extra.name, route_prefix=extra.route_prefix,
                  host=values["host"], port=values["port"], ship=not args.no_ship,
                  upscale_delay_s=extra.upscale_delay_s,

@@ -28,6 +28,7 @@ import yaml
 
 from colorize import jobs, serve_submit
 from colorize.cli import main
+from colorize.errors import ColorizeError
 from tests.conftest import loopback_cluster, make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,35 @@ def assert_is_colour_photo(answer: httpx.Response) -> None:
     assert answer.headers["content-type"] == "image/png"
     image = np.asarray(Image.open(io.BytesIO(answer.content)))
     assert image.shape == (40, 56, 3)
+
+
+def test_serve_config_is_serve_config_yaml_filled_in():
+    config = serve_submit.serve_config({"model_dir": "/shared/model", "max_replicas": 3},
+                                       name="m2", route_prefix="/m2", port=9001,
+                                       runtime_env={"working_dir": "gcs://_ray_pkg_x.zip"})
+    template = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())
+    (app,) = config["applications"]
+    assert app["import_path"] == template["applications"][0]["import_path"]
+    assert (app["name"], app["route_prefix"]) == ("m2", "/m2")
+    assert app["args"] == {"model_dir": "/shared/model", "max_replicas": 3}
+    assert config["http_options"] == {**template["http_options"], "port": 9001}
+    assert config["proxy_location"] == template["proxy_location"]
+    with pytest.raises(ColorizeError, match="unknown serve settings: max_replica"):
+        serve_submit.serve_config({"model_dir": "m", "max_replica": 3})
+    with pytest.raises(ColorizeError, match="invalid Serve config at applications.0.runtime_env"):
+        serve_submit.serve_config({"model_dir": "m"}, runtime_env={"working_dir": "/not/shipped"})
+
+
+def test_autoscaling_delays_override_only_autoscaling_deployments():
+    scaling = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4.0,
+               "upscale_delay_s": 30.0, "metrics_interval_s": 10.0}
+    app = {"deployments": {"Model": {"deployment_config": {"autoscaling_config": scaling}},
+                           "Front": {"deployment_config": {"autoscaling_config": None}}}}
+    assert serve_submit.autoscaling_overrides(app, upscale_delay_s=1, downscale_delay_s=None) \
+        == [{"name": "Model", "autoscaling_config": {"min_replicas": 1, "max_replicas": 2,
+                                                      "target_ongoing_requests": 4.0,
+                                                      "upscale_delay_s": 1}}]
+    assert serve_submit.autoscaling_overrides(app) == []
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +276,9 @@ def test_submit_serve_answers_then_autoscales_1_to_2_and_back(cluster, serve_cli
 
 
 @pytest.mark.slow
-def test_submit_serve_is_refused_without_the_token(cluster, tiny_artifact, tmp_path,
-                                                   monkeypatch, capsys):
+def test_submit_serve_refusals_are_one_line(cluster, serve_client, tiny_artifact, tmp_path,
+                                            monkeypatch, capsys):
+    """No token, a wrong token, a model folder the cluster does not have."""
     for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(jobs, "DEFAULT_TOKEN_FILE", tmp_path / "no-token")
@@ -260,3 +291,10 @@ def test_submit_serve_is_refused_without_the_token(cluster, tiny_artifact, tmp_p
     err = capsys.readouterr().err.strip()
     assert err.startswith("colorize: error: the cluster at") and "refused the token" in err
     assert "\n" not in err
+
+    token = ["--token-file", cluster.token_path]
+    assert main([*base, *token, "serve", str(tmp_path / "nope"), "--port", str(free_port()),
+                 "--timeout-s", "240"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("colorize: error: Serve application 'colorize' DEPLOY_FAILED: model")
+    assert str(tmp_path / "nope") in err and "\n" not in err

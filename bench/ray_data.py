@@ -4,12 +4,15 @@ Colorizes the same photos (default: the 200 of ../shared/data/bsds500/test, 481x
 ways in one run, each into a fresh folder, and reports images/s end to end (model loading
 and actor start-up included, the Ray instance started beforehand):
 
-- single process: `colorize predict MODEL PHOTOS --out DIR` (no --address);
+- single process: `colorize predict MODEL PHOTOS --out DIR --batch-size B` (no --address;
+  colorize.batch_predict: batches ordered by aspect ratio within windows of two);
 - Ray Data, 1 actor and 2 actors: `colorize predict ... --address local --actors N`
-  (colorize.batch_ray: map_batches over a pool of model actors, batches of --batch-size).
+  (colorize.batch_ray: map_batches over a pool of model actors, batches of B, one forward
+  pass per image size in a batch).
 
-It also counts the outputs that differ from the single-process bytes (batched inference can
-move a pixel by one level against one image at a time).
+It also counts the outputs that differ from the single-process bytes, and by how much: a
+batch that mixes image sizes is padded to a common shape, and TensorFlow's arithmetic can
+move a value by one level between batch sizes.
 
     python bench/ray_data.py --model /tmp/srv_fit/model         # a few minutes
     python bench/ray_data.py --quick                             # 20 photos, trains a model
@@ -85,7 +88,8 @@ def main() -> None:
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     folders = {"single process": work / "single"}
     seconds = {"single process": timed_predict([str(model), str(photos), "--out",
-                                                 str(folders["single process"])])}
+                                                 str(folders["single process"]),
+                                                 "--batch-size", str(args.batch_size)])}
     for actors in (1, 2):
         name = f"Ray Data, {actors} actor{'s' if actors > 1 else ''}"
         folders[name] = work / f"actors-{actors}"

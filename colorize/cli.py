@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from colorize import signals
 from colorize.errors import ColorizeError
 
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
@@ -28,6 +29,34 @@ CONFIG_OPTIONS = {  # CLI flag -> TrainConfig field
     "rebalance": float, "batch_size": int, "learning_rate": float, "epochs": int,
     "patience": int, "steps_per_epoch": int, "seed": int, "precision": str,
 }
+
+
+DATA_HELP = ("folder of colour photos, or 'sample'; repeat --data (or give a comma-separated "
+             "list) to train on several folders together")
+
+
+class _DataAction(argparse.Action):
+    """--data, repeatable; each value may itself be a comma-separated list of folders.
+    Given once or more, the value is a list (the default, when not given, is kept as is)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        items = list(current) if isinstance(current, list) else []
+        items += [part.strip() for part in _split_data(values)]
+        setattr(namespace, self.dest, items)
+
+
+def _split_data(value: str) -> list[str]:
+    from colorize.data import data_sources
+
+    return data_sources(value)
+
+
+def add_data_option(parser, default: str | None = "sample", required: bool = False,
+                    help: str = DATA_HELP) -> None:
+    """The one --data option: a folder, 'sample', or several folders (see colorize.data)."""
+    parser.add_argument("--data", action=_DataAction, default=default, required=required,
+                        metavar="DIR", help=help)
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +79,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.experiment import ConfigSource
     from colorize.fit_job import run_fit
     from colorize.report import write_report
+    from colorize.training import EpochProgress
 
     config = config_from_args(args)
-    metrics = run_fit(config, args.data, args.out, args.cache, verbose=0 if args.quiet else 2)
+    progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size)]
+    with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
+                       f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
+        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress)
     test = metrics["test"]
     print(quality_table(test))
     source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
@@ -77,41 +110,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if args.address:  # a photo archive on a Ray cluster (Ray Data): colorize.batch_ray
-        from colorize.batch_ray import run_from_cli
-
-        return run_from_cli(args)
+    from colorize import batch_predict
     from colorize.artifact import load_artifact
-    from colorize.colorizer import colorize_image
-    from colorize.images import IMAGE_EXTENSIONS, decode_image, encode_image, split_alpha
+    from colorize.colorizer import check_strength
+    from colorize.console import Progress
 
-    inputs: list[Path] = []
-    for item in args.inputs:
-        path = Path(item)
-        if path.is_dir():
-            inputs += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif path.is_file():
-            inputs.append(path)
-        else:
-            raise ColorizeError(f"input not found: {path}")
-    if not inputs:
-        raise ColorizeError("no images among the inputs")
-    artifact = load_artifact(args.model)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for path in inputs:
-        try:
-            result = colorize_image(artifact, decode_image(path.read_bytes()))
-        except ColorizeError as exc:
-            print(f"skipped {path}: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        rgb, alpha = split_alpha(result)
-        target = out / f"{path.stem}.{args.format}"
-        target.write_bytes(encode_image(rgb, alpha, args.format))
-        print(target)
-    return 2 if failures == len(inputs) else 0
+    strength = check_strength(args.strength)
+    pairs = batch_predict.plan(args.inputs, args.out, args.format, args.keep_extension)
+    todo, skipped = batch_predict.pending(pairs, args.overwrite)
+    counts = batch_predict.Counts(skipped=skipped)
+    if todo:
+        where = f" on Ray ({args.actors} actors)" if args.address else ""
+        with signals.stage(f"colorizing into {args.out}{where}", f"{args.out} holds the "
+                           "finished images: rerun the same command to do the rest"), \
+                Progress(len(todo), "colorizing" + where) as progress:
+
+            def after_batch(outcomes) -> None:
+                for outcome in outcomes:
+                    if outcome.status == "done":
+                        counts.done += 1
+                    else:
+                        counts.failed += 1
+                        print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+                progress.update(len(outcomes), failed=counts.failed)
+
+            if args.address:  # the same batches on a Ray cluster's actors (Ray Data)
+                from colorize import batch_ray
+
+                batch_ray.run(args.model, todo, address=args.address, actors=args.actors,
+                              batch_size=args.batch_size, strength=strength, fmt=args.format,
+                              cpus_per_actor=args.cpus_per_actor, on_batch=after_batch)
+            else:
+                batch_predict.run(load_artifact(args.model), todo, batch_size=args.batch_size,
+                                  strength=strength, fmt=args.format, on_batch=after_batch)
+    print(counts.line(args.out))
+    if counts.failed and not counts.done and not counts.skipped:
+        raise ColorizeError(f"none of the {counts.failed} image(s) could be colorized (see above)")
+    return 0
 
 
 def quality_table(result: dict) -> str:
@@ -134,33 +169,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit_p = sub.add_parser("fit", help="train a model on one machine and evaluate it")
-    fit_p.add_argument("--data", default="sample", help="folder of colour photos, or 'sample'")
+    add_data_option(fit_p)
     fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
     fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
-    fit_p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+    fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
     add_config_options(fit_p)
     fit_p.set_defaults(func=_cmd_fit)
 
     ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
     ev.add_argument("model", type=Path, help="model folder (written by fit or train)")
-    ev.add_argument("--data", required=True, help="folder of colour photos, or 'sample'")
+    add_data_option(ev, default=None, required=True)
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
     ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ev.set_defaults(func=_cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="colorize images (files or folders)")
+    pr = sub.add_parser(
+        "predict", help="colorize images (files or folders), mirroring the input tree",
+        description="Colorize image files and folders into --out, mirroring the input tree "
+        "(a/x.jpg -> OUT/a/x.png). Existing outputs are skipped (a rerun finishes an "
+        "interrupted run) unless --overwrite; images are colorized in batches.")
     pr.add_argument("model", type=Path, help="model folder (written by fit or train)")
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, type=Path, help="output folder")
     pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
-    ray_data = pr.add_argument_group("on a Ray cluster with Ray Data (outputs mirror the input "
-                                     "tree; a rerun skips finished outputs)")
+    pr.add_argument("--strength", type=float, default=1.0,
+                    help="colour strength: 0 grey, 1 the model's calibrated colour (default), "
+                    "up to 3 more vivid")
+    pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    pr.add_argument("--keep-extension", action="store_true",
+                    help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
+    ray_data = pr.add_argument_group("on a Ray cluster, with Ray Data (colorize.batch_ray)")
     ray_data.add_argument("--address", help="Ray cluster ('auto', 'ray://HOST:10001', or "
                           "'local' for a Ray instance on this machine)")
     ray_data.add_argument("--actors", type=int, default=2, help="model actors (default 2)")
-    ray_data.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     ray_data.add_argument("--cpus-per-actor", type=float, default=1.0)
-    ray_data.add_argument("--overwrite", action="store_true", help="redo outputs already written")
     pr.set_defaults(func=_cmd_predict)
 
     for module_name in SUBCOMMAND_MODULES:
@@ -186,6 +229,18 @@ def import_tensorflow_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
+    # From the start, the first Ctrl-C or SIGTERM stops the command cleanly (signals.py).
+    with signals.handling():
+        try:
+            return _run(argv)
+        except ColorizeError as exc:
+            print(f"colorize: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            return _stop(exc)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose:
@@ -194,14 +249,33 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except ColorizeError as exc:
-        print(f"colorize: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("colorize: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
+    return int(args.func(args) or 0)
+
+
+def _stop(exc: KeyboardInterrupt) -> int:
+    """After a stop signal: shut down the Ray this command started, say where the work is."""
+    import signal
+
+    stop = exc if isinstance(exc, signals.Stopped) else signals.Stopped(signal.SIGINT)
+    for signum in signals.SIGNALS:  # the stop is under way: further signals change nothing
+        signal.signal(signum, signal.SIG_IGN)
+    _shutdown_ray()
+    what = f" {stop.what}" if stop.what else ""
+    after = f"; {stop.after}" if stop.after else " (rerun the same command to resume)"
+    print(f"colorize: stopped{what} on {signal.Signals(stop.signum).name}{after}",
+          file=sys.stderr, flush=True)
+    return stop.exit_code
+
+
+def _shutdown_ray() -> None:
+    """Stop the local Ray instance (or leave the cluster) this process started or joined."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        logging.getLogger("ray").setLevel(logging.ERROR)  # no teardown chatter after the message
+        ray.shutdown()
 
 
 if __name__ == "__main__":

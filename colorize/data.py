@@ -8,11 +8,13 @@ centre crop. Splits are made by photo, so no photo lends tiles to two splits.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test
 CACHE_VERSION = 1  # bump when the stored layout changes
 SAMPLE = "sample"
+DataSource = str | Path | Sequence[str | Path]  # one folder or 'sample', or several
 
 
 def stored_side(size: int) -> int:
@@ -38,9 +41,11 @@ def stored_side(size: int) -> int:
 
 @dataclass(frozen=True)
 class Photo:
-    name: str  # relative path, or "astronaut#0" for a sample tile
+    name: str  # relative path, or "astronaut" for a sample photo
     load: Callable[[], np.ndarray]  # -> the full-resolution RGB uint8 photo
     path: Path | None = None  # the file, for the cache key; None for built-in photos
+    # photo -> its training tiles at a side; None: tile_photo (the sample set cuts its own)
+    cut: Callable[[np.ndarray, int], list[np.ndarray]] | None = None
 
 
 @dataclass
@@ -60,26 +65,122 @@ class PhotoSet:
 # --- discovery ----------------------------------------------------------------------------
 
 
+def data_sources(source: DataSource) -> list[str]:
+    """The folders (or 'sample') a data source names: one path, a list of them, or one string
+    of comma-separated paths (a string naming an existing path is never split)."""
+    items = [source] if isinstance(source, str | Path) else list(source)
+    found: list[str] = []
+    for item in items:
+        text = str(item)
+        if "," in text and not Path(text).expanduser().exists():
+            found += [part.strip() for part in text.split(",") if part.strip()]
+        elif text.strip():
+            found.append(text)
+    if not found:
+        raise ColorizeError("--data is empty: give a folder of photos, several, or 'sample'")
+    return found
+
+
+def normalize_source(source: DataSource) -> str | list[str]:
+    """One folder (or 'sample') as a string, several as a list: what is stored in JSON files."""
+    sources = data_sources(source)
+    return sources[0] if len(sources) == 1 else sources
+
+
+def describe_source(source: DataSource) -> str:
+    return ", ".join(data_sources(source))
+
+
 def find_images(folder: str | Path) -> list[Path]:
-    """Image files under `folder`, recursively, in a stable order."""
+    """Image files under `folder`, recursively, in a stable order.
+
+    Symbolic links to folders and files are followed and each real file is listed once
+    (under the first path it is found by); hidden files and folders (".name") are skipped;
+    a link that leads back into its own ancestors is refused, as is one that never resolves.
+    """
     root = Path(folder).expanduser()
     if not root.exists():
         raise ColorizeError(f"data folder not found: {root} (give a folder of photos or 'sample')")
     if not root.is_dir():
         raise ColorizeError(f"--data must be a folder of photos, got the file {root}")
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    found: dict[str, Path] = {}  # real path -> the first path it was found by
+    _walk(root, (os.path.realpath(root),), found, set())
+    files = sorted(found.values())
     if not files:
         raise ColorizeError(
-            f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, any case)"
+            f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, any case; "
+            "hidden files and folders are skipped)"
         )
+    line = _count_line(root, files)
+    log.log(logging.DEBUG if line in _ANNOUNCED else logging.INFO, "found %s", line)
+    _ANNOUNCED.add(line)  # later listings of the same folder (e.g. for evaluation) stay quiet
     return files
 
 
-def folder_photos(folder: str | Path) -> list[Photo]:
+_ANNOUNCED: set[str] = set()
+
+
+def _walk(directory: Path, chain: tuple[str, ...], found: dict[str, Path], walked: set[str]) -> None:
+    """Depth-first, sorted; `chain` holds the real paths of the folders above (loop check)."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", directory, exc.strerror or exc)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink() and not _link_target_exists(path):
+            log.warning("skipping %s: its symbolic link points to nothing", path)
+            continue
+        real = os.path.realpath(path)
+        if entry.is_dir():  # follows symbolic links
+            if real in chain:
+                raise ColorizeError(
+                    f"symbolic link loop: {path} leads back to {real}, a folder above it; "
+                    "remove the link or point --data below it"
+                )
+            if real not in walked:  # a folder linked twice is read once
+                walked.add(real)
+                _walk(path, (*chain, real), found, walked)
+        elif entry.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            found.setdefault(real, path)
+
+
+def _link_target_exists(path: Path) -> bool:
+    """False for a dangling link; a ColorizeError for a link that loops onto itself."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ColorizeError(
+                f"symbolic link loop: {path} never resolves (links pointing at each other); "
+                "remove or fix the link"
+            ) from None
+        raise
+    return True
+
+
+def _count_line(root: Path, files: list[Path]) -> str:
+    """'12 image files in DIR (a 5, b 7)': per top-level subfolder, the way users check a run."""
+    counts = Counter(
+        p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "(top level)"
+        for p in files
+    )
+    parts = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    line = f"{len(files)} image file(s) in {root}"
+    return line if list(counts) == ["(top level)"] else f"{line} ({parts})"
+
+
+def folder_photos(folder: str | Path, prefix: str = "") -> list[Photo]:
+    """The photos of one folder, named by their path under it (after `prefix`)."""
     root = Path(folder).expanduser()
-    return [Photo(str(p.relative_to(root)), _file_loader(p), p) for p in find_images(root)]
+    return [
+        Photo(prefix + p.relative_to(root).as_posix(), _file_loader(p), p) for p in find_images(root)
+    ]
 
 
 def _file_loader(path: Path) -> Callable[[], np.ndarray]:
@@ -89,31 +190,75 @@ def _file_loader(path: Path) -> Callable[[], np.ndarray]:
     return load
 
 
-def sample_photos() -> list[Photo]:
-    """The colour photos shipped with scikit-image and matplotlib, cut into 128 px tiles."""
-    from colorize.sample_data import sample_tiles
+def sample_photos(prefix: str = "") -> list[Photo]:
+    """The 6 colour photos shipped with scikit-image and matplotlib (256 px short side); each
+    is one photo for the split and cuts into 128 px tiles (30 in all) for training."""
+    from colorize import sample_data
 
-    return [Photo(name, (lambda t=tile: t)) for name, tile in sample_tiles()]
+    return [
+        Photo(prefix + name, lambda n=name: sample_data.load_sample_photo(n), cut=_cut_sample)
+        for name in sample_data.sample_photo_names()
+    ]
 
 
-def photos_from(source: str | Path) -> list[Photo]:
-    """A folder of photos, or the built-in sample set for the word 'sample'."""
-    if str(source) == SAMPLE:
-        return sample_photos()
-    return folder_photos(source)
+def _cut_sample(rgb: np.ndarray, side: int) -> list[np.ndarray]:
+    from colorize.sample_data import cut_tiles
+
+    return [tile_photo(tile, side)[0] for tile in cut_tiles(rgb)]
+
+
+def photos_from(source: DataSource) -> list[Photo]:
+    """The photos of a folder, of several folders, or the built-in sample set ('sample').
+
+    With several folders each photo's name starts with its folder's label (the folder's
+    name, or as many trailing path parts as make the labels distinct), so names stay
+    unique; a file reached through two of the folders is taken once.
+    """
+    sources = data_sources(source)
+    if len(sources) == 1:
+        return _photos_of(sources[0], "")
+    photos: list[Photo] = []
+    seen: set[str] = set()
+    for folder, label in zip(sources, _labels(sources), strict=True):
+        for photo in _photos_of(folder, label + "/"):
+            key = os.path.realpath(photo.path) if photo.path is not None else photo.name
+            if key not in seen:
+                seen.add(key)
+                photos.append(photo)
+    line = f"{len(photos)} photo file(s) from {len(sources)} sources: {', '.join(sources)}"
+    log.log(logging.DEBUG if line in _ANNOUNCED else logging.INFO, "%s", line)
+    _ANNOUNCED.add(line)
+    return photos
+
+
+def _photos_of(source: str, prefix: str) -> list[Photo]:
+    return sample_photos(prefix) if source == SAMPLE else folder_photos(source, prefix)
+
+
+def _labels(sources: list[str]) -> list[str]:
+    """Shortest distinct trailing path parts: bsds500/train, bsds500/val -> train, val."""
+    parts = [
+        (SAMPLE,) if s == SAMPLE else Path(s).expanduser().absolute().parts[1:] or ("root",)
+        for s in sources
+    ]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ColorizeError(f"--data names the same folder twice: {', '.join(sources)}")
 
 
 # --- decoding, tiling and cache -----------------------------------------------------------
 
 
 def load_photoset(
-    source: str | Path, size: int, cache_dir: str | Path | None = None, min_photos: int = 3
+    source: DataSource, size: int, cache_dir: str | Path | None = None, min_photos: int = 3
 ) -> PhotoSet:
     """Decode every photo of `source` into tiles for crop side `size`, via the disk cache."""
     photoset = load_photos(photos_from(source), size, cache_dir)
     if len(photoset.names) < min_photos:
         raise ColorizeError(
-            f"{source} has {len(photoset.names)} usable colour photo(s); at least {min_photos} "
+            f"{describe_source(source)} has {len(photoset.names)} usable colour photo(s); at least {min_photos} "
             "are needed (greyscale and undecodable files are skipped)"
         )
     return photoset
@@ -153,7 +298,7 @@ def _decode_all(photos: list[Photo], size: int) -> PhotoSet:
         if is_greyscale(rgb):
             skipped[photo.name] = "greyscale (no colour to learn from)"
             continue
-        photo_tiles = tile_photo(rgb, side)
+        photo_tiles = photo.cut(rgb, side) if photo.cut else tile_photo(rgb, side)
         owner += [len(names)] * len(photo_tiles)
         tiles += photo_tiles
         names.append(photo.name)
@@ -181,7 +326,8 @@ def _cache_key(photos: list[Photo], size: int) -> str:
     for photo in photos:
         stat = photo.path.stat() if photo.path is not None and photo.path.exists() else None
         location = str(photo.path.resolve()) if photo.path is not None else photo.name
-        entries.append([location, stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0])
+        size_and_date = [stat.st_size, stat.st_mtime_ns] if stat else [0, 0]
+        entries.append([photo.name, location, *size_and_date])  # names are cached too
     payload = json.dumps([CACHE_VERSION, stored_side(size), entries])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 

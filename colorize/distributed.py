@@ -22,11 +22,13 @@ Afterwards the driver loads the best weights from the last checkpoint and hands 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from colorize import signals
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
@@ -116,7 +119,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         checkpoint_dir = Path(tmp) / "checkpoint"
         start_epoch = _restore(ray.train.get_checkpoint(), checkpoint_dir)
         images_per_epoch = config.steps_per_epoch * config.batch_size * world
-        callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch)]
+        callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch,
+                               loop_config.get("progress") if rank == 0 else None)]
         if os.environ.get(FAIL_AT_ENV):
             callbacks.append(FailOnce(int(os.environ[FAIL_AT_ENV]), rank == world - 1))
         training.fit(
@@ -184,10 +188,12 @@ class RayReport(keras.callbacks.Callback):
     `checkpoint_dir`, and before early stopping reads val_ssim.
     """
 
-    def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int):
+    def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int,
+                 progress=None):
         super().__init__()
         self.checkpoint_dir, self.rank, self.start_epoch = checkpoint_dir, rank, start_epoch
         self.images_per_epoch = images_per_epoch
+        self.progress = progress  # a ray.util.queue.Queue the driver prints epoch lines from
         self.started = self.last_step = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -214,6 +220,8 @@ class RayReport(keras.callbacks.Callback):
             ray.train.Checkpoint.from_directory(str(self.checkpoint_dir)) if self.rank == 0 else None
         )
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+        if self.progress is not None:
+            self.progress.put_nowait(metrics)
 
 
 class FailOnce(keras.callbacks.Callback):
@@ -254,7 +262,7 @@ def check_resources(workers: int, use_gpu: bool, cpus_per_worker: float, autosca
 
 def run_training(
     source: ConfigSource,
-    data_source: str | Path,
+    data_source: str | Path | list[str],
     out_dir: str | Path,
     workers: int = 2,
     use_gpu: bool = False,
@@ -328,15 +336,17 @@ def train_on_ray(
 
     train_tiles = prepared.tiles("train")
     shards = [ray.put(train_tiles[idx]) for idx in shard_indices(len(train_tiles), workers, config.seed)]
+    progress = EpochLines(config.epochs)
     loop_config = {
         "config": worker_config(config, len(train_tiles), workers, lr_scaling).to_dict(),
         "shards": shards,
         "val": ray.put(prepared.tiles("val")),
         "cpus_per_worker": cpus_per_worker,
+        "progress": progress.queue,
     }
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     test_env = {k: os.environ[k] for k in (FAIL_AT_ENV, FAIL_MARKER_ENV) if k in os.environ}
-    trainer = TensorflowTrainer(
+    trainer = _stoppable(TensorflowTrainer)(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
@@ -351,14 +361,102 @@ def train_on_ray(
         ),
     )
     log.info("training on %d worker(s), storage %s/%s", workers, storage, name)
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker errors; one line for the user, details logged
-        log.debug("Ray Train failed", exc_info=True)
-        raise ColorizeError(f"distributed training failed: {_first_line(exc)}", status=500) from exc
+    with signals.stage(
+        f"training on {workers} Ray Train worker(s)",
+        f"the last epochs' checkpoints are in {storage / name}: rerun the same command to resume",
+    ):
+        try:
+            with signals.keep_handlers(), progress:  # Ray Train's SIGINT handler would outlive fit()
+                result = trainer.fit()
+        except Exception as exc:  # Ray wraps worker errors; one line for the user, details logged
+            if signals.requested():  # the run was aborted on Ctrl-C/SIGTERM
+                raise signals.stopped() from None
+            log.debug("Ray Train failed", exc_info=True)
+            raise ColorizeError(f"distributed training failed: {_first_line(exc)}", status=500) from exc
+        if signals.requested():
+            raise signals.stopped()
     if result.checkpoint is None:
         raise ColorizeError(f"the run {storage / name} finished without a checkpoint", status=500)
     return result
+
+
+class EpochLines:
+    """The driver's line per epoch (`training.epoch_line`) from rank 0's reports.
+
+    The workers' own output does not reach the console (Ray is started with
+    log_to_driver=False), so rank 0 puts each epoch's metrics in a queue (a zero-CPU actor)
+    and a thread of the driver logs them as they come, with the time left estimated from
+    the pace of the epochs. Use as a context manager around the trainer's fit().
+    """
+
+    def __init__(self, epochs: int):
+        from ray.util.queue import Queue
+
+        self.epochs = epochs
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="epoch-lines", daemon=True)
+
+    def __enter__(self) -> EpochLines:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+        import ray
+
+        with contextlib.suppress(Exception):  # Ray may already be going down after a stop
+            ray.kill(self.queue.actor)
+
+    def _run(self) -> None:
+        from ray.util.queue import Empty
+
+        from colorize.training import epoch_line
+
+        last, durations = time.monotonic(), []
+        while True:
+            try:
+                metrics = self.queue.get(timeout=0.5)
+            except Empty:
+                if self.done.is_set():  # fit() returned and every report is printed
+                    return
+                continue
+            except Exception:  # the queue is gone: Ray shut down under us
+                return
+            now = time.monotonic()
+            durations.append(now - last)
+            last = now
+            epoch = int(metrics["epoch"])
+            pace = durations[1:][-5:] or durations  # the first also holds the workers' start-up
+            left = sum(pace) / len(pace) * (self.epochs - epoch)
+            log.info("%s", epoch_line(epoch, self.epochs, metrics,
+                                      metrics.get("images_per_second", 0.0), left))
+
+
+def _stoppable(trainer_class):
+    """`trainer_class` whose run the CLI's first Ctrl-C or SIGTERM aborts gracefully.
+
+    Ray Train v2 installs its own SIGINT handler when fit() starts (abort the controller,
+    then sys.exit(0), which would end the command with exit code 0). Under the CLI's stop
+    handler (colorize/signals.py) the abort is registered as the running stage's graceful
+    stop instead; elsewhere Ray's handler is kept.
+    """
+
+    class StoppableTrainer(trainer_class):
+        def _register_sigint_handler(self, controller):
+            current = signals.current_stage()
+            if not signals.installed() or current is None:
+                return super()._register_sigint_handler(controller)
+
+            def abort() -> bool:
+                controller.abort.remote()  # checkpoints stay; the run ends as ABORTED
+                return True
+
+            current.on_stop = abort
+
+    StoppableTrainer.__name__ = trainer_class.__name__
+    return StoppableTrainer
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ RESULT_ROWS = 6  # test photos shown in the results figure
 class PreparedData:
     """A photo set with its 70/15/15 split: the input of every training entry point."""
 
-    source: str
+    source: str | list[str]  # one folder or 'sample', or several folders
     photoset: data.PhotoSet
     split: data.Split
 
@@ -52,15 +52,17 @@ class PreparedData:
         }
 
 
-def prepare_data(source: str | Path, config: TrainConfig, cache_dir=None) -> PreparedData:
+def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None) -> PreparedData:
     photoset = data.load_photoset(source, config.image_size, cache_dir)
-    return PreparedData(str(source), photoset, data.split_photos(len(photoset.names), config.seed))
+    return PreparedData(data.normalize_source(source), photoset, data.split_photos(len(photoset.names), config.seed))
 
 
 def run_fit(
-    config: TrainConfig, source: str | Path, out_dir: str | Path, cache_dir=None, verbose: int = 1
+    config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1,
+    callbacks=(),
 ) -> dict:
-    """Train on the train split, stop early on validation, evaluate on test; write outputs."""
+    """Train on the train split, stop early on validation, evaluate on test; write outputs.
+    `callbacks` (Keras) see each epoch's logs with the validation scores in them."""
     out_dir = Path(out_dir)
     started = time.time()
     prepared = prepare_data(source, config, cache_dir)
@@ -72,6 +74,7 @@ def run_fit(
         checkpoint_dir=out_dir / "checkpoint",
         log_dir=out_dir / "tensorboard",
         verbose=verbose,
+        callbacks=callbacks,
     )
     return finalize(out_dir, model, config, history, prepared, time.time() - started)
 

@@ -146,7 +146,11 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
             out.write(chunk)
             out.flush()
 
-    with _cluster_errors(client._address):
+    from colorize import signals
+
+    with _cluster_errors(client._address), signals.stage(
+        f"following job {job_id}", f"the job keeps running on the cluster (colorize jobs logs "
+        f"{job_id} --follow follows it again, colorize jobs stop {job_id} stops it)"):
         asyncio.run(tail())
         return wait(client, job_id, timeout_s=30)
 

@@ -8,7 +8,8 @@ run_tuning` (k-fold search, writes OUT/tune/NAME/best_config.json and trials.csv
 `colorize.distributed.run_training` (the best configuration on Ray Train workers, writes
 OUT/train/model and the report) and `serve.cli.start` (the model behind Ray Serve on
 127.0.0.1). The output ends with the endpoint's URL and the report's path; the command then
-serves until Ctrl-C. `run_pipeline()` is the same without the waiting, for tests and scripts.
+serves until Ctrl-C or SIGTERM (exit code 130 or 143, the local Ray stopped; see
+colorize/signals.py). `run_pipeline()` is the same without the waiting, for tests and scripts.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from colorize import signals
 from colorize.errors import ColorizeError
 from colorize.ray_session import connect
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path("runs/pipeline")
-# Batch sizes that fit the folds of small photo sets such as `sample` (30 tiles, 3 folds).
-DEFAULT_SPACE = {"batch_size": [4, 8, 16], "loss": ["mse", "ssim", "mse+ssim"]}
+# Batch sizes that fit the folds of small photo sets such as `sample` (6 photos, 30 tiles:
+# with 3 folds over its 5 train+validation photos a fold trains on 12 to 20 tiles).
+DEFAULT_SPACE = {"batch_size": [4, 8], "loss": ["mse", "ssim", "mse+ssim"]}
 FINAL_EPOCHS = 20  # the final training's epoch bound unless --epochs says otherwise
 
 
 def run_pipeline(
-    data: str = "sample",
+    data: str | list[str] = "sample",
     out: str | Path = DEFAULT_OUT,
     *,
     name: str = "search",
@@ -47,7 +50,7 @@ def run_pipeline(
     address: str | None = None,
     num_cpus: int | None = None,
     cache_dir: str | Path | None = None,
-    verbose: int = 0,
+    verbose: int = 0,  # 1: the live trial table while tuning
     say=lambda line: log.info("%s", line),
 ) -> dict[str, Any]:
     """Tune, train, serve; returns {"experiment_dir", "best_config", "metrics", "artifact",
@@ -56,13 +59,9 @@ def run_pipeline(
     from colorize.distributed import run_training
     from colorize.experiment import load_experiment
     from serve.cli import start
-    from tune.service import run_tuning
+    from tune.service import ExperimentExists, run_tuning
 
     out = Path(out).expanduser().resolve()
-    experiment_dir = out / "tune" / name
-    if (experiment_dir / "tune_request.json").exists():
-        raise ColorizeError(f"{out} already holds a pipeline run: give another --out, or "
-                            "remove that folder to start over")
     base = config or TrainConfig.from_dict({"epochs": FINAL_EPOCHS})
     # One Ray for the three steps: tune, train and serve each reuse it.
     dashboard = connect(address, num_cpus=num_cpus)[1]
@@ -70,11 +69,15 @@ def run_pipeline(
     started = time.time()
 
     say(f"1/3 tuning: {num_samples} trials, {folds}-fold cross-validation, up to {max_epochs} epochs")
-    tuned = run_tuning(
-        data=data, name=name, storage=out / "tune", folds=folds, num_samples=num_samples,
-        max_epochs=max_epochs, max_concurrent=max_concurrent, space=space or DEFAULT_SPACE,
-        config=base, cache_dir=cache_dir, verbose=verbose,
-    )
+    try:  # a rerun with the same options resumes the search (and the training) where it stopped
+        tuned = run_tuning(
+            data=data, name=name, storage=out / "tune", folds=folds, num_samples=num_samples,
+            max_epochs=max_epochs, max_concurrent=max_concurrent, space=space or DEFAULT_SPACE,
+            config=base, cache_dir=cache_dir, verbose=verbose,
+        )
+    except ExperimentExists:
+        raise ColorizeError(f"{out} holds a pipeline run with other options: give another "
+                            "--out, or remove that folder to start over") from None
     if not tuned["best_config"]:
         raise ColorizeError(f"no trial finished in {tuned['experiment_dir']}: see trials.csv")
     best = tuned["best_config"]
@@ -94,15 +97,15 @@ def run_pipeline(
 
 
 def register(subparsers) -> None:
-    from colorize.cli import add_config_options
+    from colorize.cli import DATA_HELP, add_config_options, add_data_option
 
     p = subparsers.add_parser(
         "pipeline", help="tune, train the best configuration and serve it, in one command",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", default="sample", help="folder of colour photos, or 'sample' (default)")
+    add_data_option(p, help=DATA_HELP + " (default: sample)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8/16 "
+    p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8 "
                    "and the three losses)")
     p.add_argument("--folds", type=int, default=3, help="k of k-fold cross-validation (default 3)")
     p.add_argument("--num-samples", type=int, default=4, help="tuning trials (default 4)")
@@ -132,7 +135,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
         num_samples=args.num_samples, max_epochs=args.max_epochs,
         max_concurrent=args.max_concurrent, workers=args.workers, host=args.host,
         port=args.port, address=args.address, num_cpus=args.num_cpus, cache_dir=args.cache,
-        say=lambda line: print(line, flush=True),
+        verbose=1, say=lambda line: print(line, flush=True),
     )
     print(quality_table(result["metrics"]["test"]))
     print(f"best config: {Path(result['experiment_dir']) / 'best_config.json'}")
@@ -143,12 +146,14 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     print(f"endpoint: {result['endpoint']}\nreport: {result['report']}", flush=True)
     if args.no_wait:
         return 0
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        from ray import serve
+    with signals.stage(f"serving {result['endpoint']}",
+                       f"the model is {result['artifact']} (colorize serve MODEL serves it again)"):
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            if args.address:  # on a cluster the application would outlive this command
+                from ray import serve
 
-        serve.shutdown()
-        print("stopped")
-    return 0
+                serve.shutdown()
+            raise

@@ -59,6 +59,8 @@ def write_report(out_dir: str | Path, source: ConfigSource | None = None) -> Pat
 
 
 def _e(value: Any) -> str:
+    if isinstance(value, list):  # several data folders
+        value = ", ".join(map(str, value))
     return html.escape(str(value))
 
 

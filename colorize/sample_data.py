@@ -1,7 +1,8 @@
 """The built-in sample set: natural colour photos that ship inside scikit-image and matplotlib.
 
-Each is resized so its short side is 256 px and cut into non-overlapping 128 px tiles, so
-the tool runs end to end with no data of one's own. Tiles are the set's "photos".
+Each is resized so its short side is 256 px; for training it is cut into non-overlapping
+128 px tiles (4 to 6 a photo, 30 in all). The photo, not the tile, is the unit of the
+train/validation/test split, so no test tile comes from a photo seen in training.
 """
 
 from __future__ import annotations
@@ -32,22 +33,27 @@ def _grace_hopper() -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def sample_tiles() -> list[tuple[str, np.ndarray]]:
-    """[(name#index, 128x128x3 uint8 RGB)] in a fixed order."""
-    photos = [(n, _skimage_photo(n)) for n in SKIMAGE_PHOTOS]
-    photos.append(("grace_hopper", _grace_hopper()))
-    tiles = []
-    for name, rgb in photos:
-        h, w = rgb.shape[:2]
-        scale = SHORT_SIDE / min(h, w)
-        resized = cv2.resize(
-            np.ascontiguousarray(rgb[..., :3]),
-            (round(w * scale), round(h * scale)),
-            interpolation=cv2.INTER_AREA,
-        )
-        rows, cols = resized.shape[0] // TILE, resized.shape[1] // TILE
-        for i in range(rows * cols):
-            r, c = divmod(i, cols)
-            tile = resized[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE]
-            tiles.append((f"{name}#{i}", np.ascontiguousarray(tile)))
-    return tiles
+def sample_photo_names() -> list[str]:
+    return [*SKIMAGE_PHOTOS, "grace_hopper"]
+
+
+def load_sample_photo(name: str) -> np.ndarray:
+    """One sample photo as RGB uint8, resized so its short side is SHORT_SIDE."""
+    rgb = _grace_hopper() if name == "grace_hopper" else _skimage_photo(name)
+    h, w = rgb.shape[:2]
+    scale = SHORT_SIDE / min(h, w)
+    return cv2.resize(
+        np.ascontiguousarray(rgb[..., :3]),
+        (round(w * scale), round(h * scale)),
+        interpolation=cv2.INTER_AREA,
+    )
+
+
+def cut_tiles(photo: np.ndarray) -> list[np.ndarray]:
+    """The non-overlapping TILE x TILE tiles of a photo, row by row."""
+    rows, cols = photo.shape[0] // TILE, photo.shape[1] // TILE
+    return [
+        np.ascontiguousarray(photo[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE])
+        for r in range(rows)
+        for c in range(cols)
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from colorize.cli import CONFIG_OPTIONS, add_config_options
+from colorize.cli import CONFIG_OPTIONS, DATA_HELP, add_config_options, add_data_option
 from colorize.errors import ColorizeError
 
 
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "--from", dest="experiment", type=Path,
         help="tuning experiment folder (its best_config.json; --data defaults to its data)",
     )
-    parser.add_argument("--data", help="folder of colour photos, or 'sample'")
+    add_data_option(parser, default=None, help=DATA_HELP + " (default: the experiment's)")
     parser.add_argument("--out", type=Path, default=Path("runs/train"),
                         help="output folder; rerunning with the same one resumes (default runs/train)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,6 +91,49 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = len(self.previous) - 1 - best_epoch
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One log line per epoch (see `epoch_line`): what a user watches during `colorize fit`."""
+
+    def __init__(self, epochs: int, batch_size: int):
+        super().__init__()
+        self.epochs, self.batch_size = epochs, batch_size
+        self.began = self.last_step = 0.0
+        self.steps = 0
+        self.durations: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = self.last_step = time.perf_counter()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self.last_step = time.perf_counter()  # the epoch's training ends at its last step
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.durations.append(time.perf_counter() - self.began)  # validation included
+        rate = self.steps * self.batch_size / max(self.last_step - self.began, 1e-9)
+        pace = self.durations[1:][-5:] or self.durations  # the first epoch also traces the graph
+        left = float(np.mean(pace)) * (self.epochs - epoch - 1)
+        log.info("%s", epoch_line(epoch + 1, self.epochs, logs or {}, rate, left))
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict, images_per_second: float,
+               seconds_left: float) -> str:
+    """'epoch 3/20: loss 0.0213, val SSIM 0.9012, PSNR 22.31 dB, colourfulness 14.2,
+    412 img/s, 2m10s left' (fit, and the Ray Train driver from its workers' reports)."""
+    from colorize.console import eta
+
+    parts = [f"epoch {epoch}/{epochs}:"]
+    for key, label, digits in (("loss", "loss", 4), ("val_ssim", "val SSIM", 4),
+                               ("val_psnr", "PSNR", 2), ("val_colourfulness", "colourfulness", 1)):
+        if key in logs:
+            unit = " dB" if key == "val_psnr" else ""
+            parts.append(f"{label} {float(logs[key]):.{digits}f}{unit},")
+    parts.append(f"{images_per_second:.0f} img/s,")
+    parts.append(f"{eta(seconds_left)} left" + (" at most" if epoch < epochs else ""))
+    return " ".join(parts)
+
+
 BEST_WEIGHTS = "best.weights.h5"
 
 
@@ -105,8 +149,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         save_checkpoint(self.directory, self.model, epoch + 1, self.history)
         ssim = self.history.get("val_ssim", [])
-        if ssim and ssim[-1] >= max(ssim):
-            self.model.save_weights(self.directory / BEST_WEIGHTS)
+        if ssim and ssim[-1] >= max(ssim):  # written whole or not at all, as save_checkpoint
+            self.model.save_weights(self.directory / "best.tmp.weights.h5")
+            os.replace(self.directory / "best.tmp.weights.h5", self.directory / BEST_WEIGHTS)
 
 
 def save_checkpoint(directory: Path, model: keras.Model, epoch: int, history: dict) -> None:

@@ -1,9 +1,10 @@
 """Batch colorization on Ray Data (colorize.batch_ray, `colorize predict --address`).
 
-Planning mirrors the input tree and skips finished targets (fast); on a real local Ray, 20
-small photos colorized by 2 model actors are byte-identical to the single-process
-`colorize predict`; a run interrupted with Ctrl-C leaves only whole files, and the same
-command run again finishes the rest (skipping what was written) with the same bytes.
+Batches split by image size (fast); on a real local Ray, 20 small photos colorized by 2
+model actors are byte-identical to the single-process `colorize predict`; a run interrupted
+with Ctrl-C leaves only whole files, and the same command run again finishes the rest
+(skipping what was written) with the same bytes. Planning itself is colorize.batch_predict's
+(tests/test_batch_predict.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 
 from colorize import batch_ray
 from colorize.cli import main
-from colorize.errors import ColorizeError
 from colorize.images import decode_image
 from tests.conftest import write_photos
 
@@ -29,22 +29,14 @@ def outputs(folder: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def test_plan_mirrors_the_input_tree_and_pending_skips_written_targets(tmp_path):
-    write_photos(tmp_path / "in" / "a", 2)
-    write_photos(tmp_path / "in" / "b" / "c", 1, seed=1)
-    pairs = batch_ray.plan([tmp_path / "in"], tmp_path / "out", "jpeg")
-    targets = [str(t.relative_to(tmp_path / "out")) for _, t in pairs]
-    assert targets == ["a/photo_000.jpeg", "a/photo_001.jpeg", "b/c/photo_000.jpeg"]
-    pairs[0][1].parent.mkdir(parents=True)
-    pairs[0][1].write_bytes(b"done before")
-    todo, skipped = batch_ray.pending(pairs)
-    assert (len(todo), skipped) == (2, 1)
-    assert len(batch_ray.pending(pairs, overwrite=True)[0]) == 3
-    (tmp_path / "in" / "a" / "photo_000.jpg").write_bytes(b"x")  # a second source, one target
-    with pytest.raises(ColorizeError, match="would both be written to"):
-        batch_ray.plan([tmp_path / "in"], tmp_path / "out", "jpeg")
-    with pytest.raises(ColorizeError, match="input not found"):
-        batch_ray.plan([tmp_path / "nope"], tmp_path / "out")
+def test_batches_are_split_by_image_size_read_from_the_headers(tmp_path):
+    write_photos(tmp_path / "a", 3, size=(48, 48))
+    write_photos(tmp_path / "b", 2, size=(40, 56))
+    (tmp_path / "b" / "broken.png").write_bytes(b"not an image")
+    pairs = [(str(p), str(tmp_path / "out" / p.name)) for p in sorted(tmp_path.rglob("*.png"))]
+    groups = batch_ray.by_size(pairs)
+    assert sorted(len(g) for g in groups) == [1, 2, 3]  # 48x48, 56x40, the unreadable one
+    assert sorted(pair for group in groups for pair in group) == sorted(pairs)
 
 
 @pytest.mark.slow
@@ -55,7 +47,7 @@ def test_two_actors_give_the_single_process_bytes(ray_local, tiny_artifact, tiny
     assert main(["predict", str(tiny_artifact), str(tiny_photos), "--out", str(tmp_path / "ray"),
                  "--address", "local", "--actors", "2", "--batch-size", "4"]) == 0
     captured = capsys.readouterr()
-    assert "20/20 images: done 20, skipped 0 already there, failed 0" in captured.out
+    assert "done 20, skipped 0 already there, failed 0" in captured.out
     single, ray_data = outputs(tmp_path / "single"), outputs(tmp_path / "ray")
     assert len(single) == 20 and single == ray_data
 
@@ -87,7 +79,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(ray_local, tiny_artifact, t
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     assert run.returncode == 130, err[-2000:]
-    assert "interrupted (rerun the same command to resume)" in err
+    assert "rerun the same command to do the rest" in err
     before = {name: data for name, data in outputs(out).items() if name.endswith(".png")}
     assert 0 < len(before) < 20  # stopped part-way
     for data in before.values():  # each target whole (a killed write leaves a hidden .partial)
@@ -95,8 +87,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(ray_local, tiny_artifact, t
 
     assert main(command) == 0  # the same command again
     printed = capsys.readouterr().out
-    assert f"done {20 - len(before)}, skipped {len(before)} already there, failed 0" in printed
+    assert f"done {20 - len(before)}, skipped {len(before)} already there" in printed
     after = outputs(out)  # the rerun also removed any .partial left by the killed run
     assert len(after) == 20 and all(after[name] == data for name, data in before.items())
-    assert main(["predict", str(tiny_artifact), str(photos), "--out", str(tmp_path / "single")]) == 0
+    assert main(["predict", str(tiny_artifact), str(photos), "--out", str(tmp_path / "single"),
+                 "--batch-size", "1"]) == 0
     assert after == outputs(tmp_path / "single")  # batches of one: the single-process bytes

@@ -27,6 +27,98 @@ def test_bad_folders_give_clear_errors(tmp_path, make, words):
         data.find_images(make(tmp_path))
 
 
+def test_symbolic_links_are_followed_and_each_real_file_counted_once(tmp_path, caplog):
+    store = write_photos(tmp_path / "store", 3)
+    linked = tmp_path / "data"
+    (linked / "own").mkdir(parents=True)
+    write_photos(linked / "own", 1, seed=9)
+    (linked / "photos").symlink_to(store)  # a linked-in dataset folder
+    (linked / "again").symlink_to(store)  # the same folder linked twice
+    (linked / "own" / "one.png").symlink_to(store / "photo_000.png")  # a linked file
+    with caplog.at_level("INFO", logger="colorize.data"):
+        files = data.find_images(linked)
+    relative = sorted(p.relative_to(linked).as_posix() for p in files)
+    # 3 photos in the store (once, under the first path), 1 of the folder's own
+    assert relative == ["again/photo_000.png", "again/photo_001.png", "again/photo_002.png",
+                        "own/photo_000.png"]
+    assert f"4 image file(s) in {linked} (again 3, own 1)" in caplog.text
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path):
+    write_photos(tmp_path / "a", 2)
+    write_photos(tmp_path / ".thumbnails", 2)
+    (tmp_path / "a" / ".hidden.png").write_bytes((tmp_path / "a" / "photo_000.png").read_bytes())
+    names = [p.relative_to(tmp_path).as_posix() for p in data.find_images(tmp_path)]
+    assert names == ["a/photo_000.png", "a/photo_001.png"]
+
+
+def test_a_link_loop_is_refused_in_one_clear_line(tmp_path):
+    write_photos(tmp_path / "a", 1)
+    (tmp_path / "a" / "up").symlink_to(tmp_path)  # leads back to an ancestor
+    with pytest.raises(ColorizeError, match="symbolic link loop: .*up leads back to") as caught:
+        data.find_images(tmp_path)
+    assert "\n" not in str(caught.value)
+    other = tmp_path.parent / (tmp_path.name + "-cycle")
+    write_photos(other, 1)
+    (other / "x").symlink_to(other / "y")
+    (other / "y").symlink_to(other / "x")  # links pointing at each other never resolve
+    with pytest.raises(ColorizeError, match="never resolves"):
+        data.find_images(other)
+
+
+def test_a_dangling_link_is_skipped(tmp_path):
+    write_photos(tmp_path, 1)
+    (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
+    assert [p.name for p in data.find_images(tmp_path)] == ["photo_000.png"]
+
+
+def test_several_folders_keep_names_unique_and_files_once(tmp_path):
+    first, second = write_photos(tmp_path / "x" / "train", 2), write_photos(tmp_path / "x" / "val", 2)
+    photos = data.photos_from([first, second])
+    assert [p.name for p in photos] == ["train/photo_000.png", "train/photo_001.png",
+                                        "val/photo_000.png", "val/photo_001.png"]
+    # same folder names: as many trailing parts as make them distinct
+    other = write_photos(tmp_path / "y" / "train", 1)
+    assert [p.name for p in data.photos_from(f"{first},{other}")] == [
+        "x/train/photo_000.png", "x/train/photo_001.png", "y/train/photo_000.png"]
+    # a file reachable through two of the folders is taken once
+    assert len(data.photos_from([tmp_path / "x", first])) == 4
+    assert [p.name for p in data.photos_from([first, "sample"])][-1].startswith("sample/")
+    with pytest.raises(ColorizeError, match="same folder twice"):
+        data.photos_from([first, first])
+
+
+def test_data_sources_accept_lists_and_comma_lists(tmp_path):
+    odd = tmp_path / "a,b"
+    odd.mkdir()
+    assert data.data_sources("sample") == ["sample"]
+    assert data.data_sources("p, q") == ["p", "q"]
+    assert data.data_sources(["p", "q,r"]) == ["p", "q", "r"]
+    assert data.data_sources(str(odd)) == [str(odd)]  # an existing path is never split
+    assert data.normalize_source(["p"]) == "p" and data.normalize_source("p,q") == ["p", "q"]
+    with pytest.raises(ColorizeError, match="empty"):
+        data.data_sources(" , ")
+
+
+def test_several_folders_load_together_with_their_own_cache_key(tmp_path, cache_dir):
+    first, second = write_photos(tmp_path / "a", 3), write_photos(tmp_path / "b", 3, seed=1)
+    both = data.load_photoset([first, second], 32, cache_dir)
+    alone = data.load_photoset(first, 32, cache_dir)
+    assert len(both.names) == 6 and len(set(both.names)) == 6
+    assert both.fingerprint != alone.fingerprint
+    assert data.load_photoset([first, second], 32, cache_dir).names == both.names  # from cache
+
+
+def test_cli_data_option_repeats_and_splits_commas():
+    from colorize.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["fit", "--data", "a", "--data", "b,c", "--out", "o"])
+    assert args.data == ["a", "b", "c"]
+    assert parser.parse_args(["fit", "--out", "o"]).data == "sample"
+    assert parser.parse_args(["tune", "--name", "n"]).data is None
+
+
 def test_load_skips_undecodable_and_greyscale_and_reports_them(tmp_path, cache_dir):
     write_photos(tmp_path, 4)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -63,10 +155,24 @@ def test_tiles_follow_the_long_side():
     assert len(data.tile_photo(np.zeros((5, 7, 3), np.uint8), 40)) == 1  # upscaled tiny photo
 
 
-def test_sample_set_is_built_in(cache_dir):
+def test_sample_set_is_built_in_and_split_by_source_photo(cache_dir):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
     photoset = data.load_photoset("sample", 64, cache_dir)
-    assert len(photoset.names) == 30 and photoset.tiles.shape == (30, 72, 72, 3)
+    assert len(photoset.names) == 6 and photoset.tiles.shape == (30, 72, 72, 3)
+    assert sorted(np.bincount(photoset.owner).tolist()) == [4, 4, 4, 6, 6, 6]  # tiles per photo
     assert not photoset.skipped
+    prepared = prepare_data("sample", TrainConfig(image_size=64), cache_dir)
+    parts = {part: set(getattr(prepared.split, part).tolist()) for part in ("train", "val", "test")}
+    # 6 photos: 4 train, 1 validation, 1 test; a photo's tiles all go to its split
+    assert [len(parts[p]) for p in ("train", "val", "test")] == [4, 1, 1]
+    tiles = sum(len(prepared.tiles(part)) for part in parts)
+    assert tiles == 30 and not (parts["train"] & parts["test"])
+    test_photo = prepared.photos("test")[0]
+    assert test_photo.name in {"astronaut", "chelsea", "coffee", "rocket", "motorcycle_left",
+                               "grace_hopper"}
+    assert min(test_photo.load().shape[:2]) == 256  # evaluated as the whole photo
 
 
 @pytest.mark.parametrize("count", [3, 7, 20, 101])

@@ -100,15 +100,19 @@ def test_more_workers_than_cpus_is_refused_before_starting(ray_local, tiny_photo
 
 
 @pytest.mark.slow
-def test_train_from_experiment_on_two_workers(ray_local, tiny_photos, tiny_config, cache_dir, tmp_path, capsys):
+def test_train_from_experiment_on_two_workers(ray_local, tiny_photos, tiny_config, cache_dir, tmp_path, capsys, caplog):
     from colorize.artifact import load_artifact
     from colorize.colorizer import colorize_image
 
+    caplog.set_level("INFO", logger="colorize.distributed")
     experiment = write_experiment(tmp_path / "exp", tiny_config, tiny_photos)
     out = tmp_path / "final"
     assert main(["train", "--from", str(experiment), "--workers", "2", "--out", str(out),
                  "--cache", str(cache_dir)]) == 0  # --data comes from best_config.json
     assert "report.html" in capsys.readouterr().out
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]  # on the driver
+    assert all("val SSIM 0." in line and " img/s, " in line for line in epochs)
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -101,7 +102,7 @@ def tune_job(cluster, tiny_photos, tmp_path_factory, cache_dir):
             "tune", "--data", str(tiny_photos), "--name", EXPERIMENT, "--storage", str(storage),
             "--folds", "2", "--num-samples", "2", "--max-epochs", "1", "--max-concurrent", "2",
             "--space", str(space), "--image-size", "32", "--depth", "2", "--base-filters", "8",
-            "--batch-size", "4", "--cache", str(cache_dir), "--quiet",
+            "--batch-size", "4", "--cache", str(cache_dir),
         ])
     printed = printed.getvalue()
     assert code == 0
@@ -158,6 +159,7 @@ def test_job_state_and_logs_through_the_rest_api(cluster, tune_job):
     assert "--address auto" in info["entrypoint"]  # the job joined the cluster, not a new Ray
     logs = requests.get(f"{base}/api/jobs/{job_id}/logs", headers=auth(cluster), timeout=10).json()
     assert "best config:" in logs["logs"] and "trials.csv" in logs["logs"]
+    assert re.search(r"trial +batch_size +loss +epoch +ssim_mean +status", logs["logs"])  # live table
 
 
 @pytest.mark.slow

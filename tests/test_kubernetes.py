@@ -137,7 +137,8 @@ def test_rayjob_tunes_then_trains_with_arguments_colorize_accepts():
     assert (tune.command, train.command) == ("tune", "train")
     assert tune.address == train.address == "auto"  # the RayJob's cluster, not a new Ray
     assert Path(train.experiment) == Path(tune.storage) / tune.name
-    for path in (tune.data, tune.storage, train.out):
+    data = tune.data if isinstance(tune.data, list) else [tune.data]  # one folder or several
+    for path in (*data, tune.storage, train.out):
         assert str(path).startswith("/mnt/shared/")
     served = yaml.safe_load(resource("RayService")["spec"]["serveConfigV2"])
     assert served["applications"][0]["args"]["model_dir"] == str(Path(train.out) / "model")

@@ -8,7 +8,7 @@ import pytest
 
 from colorize import data
 from colorize.config import TrainConfig
-from colorize.training import EpochTrainer, fit
+from colorize.training import EpochProgress, EpochTrainer, epoch_line, fit
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +80,22 @@ def test_rebalanced_training_runs(tiles):
                          rebalance=0.5)
     _, history = fit(config, *tiles, verbose=0)
     assert np.isfinite(history["loss"][0])
+
+
+def test_a_line_per_epoch_with_scores_speed_and_time_left(tiles, tiny_config, caplog):
+    caplog.set_level("INFO", logger="colorize.training")
+    train, val = tiles
+    fit(tiny_config, train, val, callbacks=[EpochProgress(2, tiny_config.batch_size)], verbose=0)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/2: loss ") and lines[0].endswith(" left at most")
+    assert all(w in lines[1] for w in ("val SSIM 0.", "PSNR ", " dB, colourfulness ", " img/s, "))
+    assert lines[1].endswith("0s left")
+
+
+def test_epoch_line_reads_the_logs_it_has():
+    logs = {"loss": 0.02134, "val_ssim": 0.90123, "val_psnr": 22.314, "val_colourfulness": 14.25}
+    assert epoch_line(3, 20, logs, 412.4, 130) == (
+        "epoch 3/20: loss 0.0213, val SSIM 0.9012, PSNR 22.31 dB, colourfulness 14.2, "
+        "412 img/s, 2m10s left at most")
+    assert epoch_line(1, 1, {"loss": 0.5}, 10, 0) == "epoch 1/1: loss 0.5000, 10 img/s, 0s left"

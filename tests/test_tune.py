@@ -118,6 +118,20 @@ def test_default_batch_sizes_shrink_to_what_a_fold_can_fill(photos32):
     assert held == list(range(len(data.tiles)))  # each tile held out exactly once
 
 
+def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, cache_dir):
+    from tune.service import TuneRequest, _source, prepare_cv_data
+
+    first = write_photos(tmp_path / "a" / "train", 6, size=(32, 32))
+    second = write_photos(tmp_path / "a" / "val", 6, seed=1, size=(32, 32))
+    data = _source(f"{first},{second}")
+    assert data == [str(first.resolve()), str(second.resolve())]
+    assert _source(["sample"]) == "sample"
+    request = TuneRequest(data, "x", folds=2, space=SMALL_BATCHES, config=TINY.to_dict())
+    assert json.loads(json.dumps(request.__dict__))["data"] == data  # --resume reads it back
+    cv = prepare_cv_data(request, TINY)
+    assert len(cv.tiles) == 10  # 12 photos, 2 held back as the test split
+
+
 def test_too_few_colour_photos_is_a_clear_error(tmp_path):
     import cv2
     import numpy as np
@@ -137,6 +151,38 @@ def test_cli_prints_one_line_errors(photos32, tmp_path, capsys):
     assert code == 2 and err.startswith("colorize: error:") and err.count("\n") == 1
     assert main(["tune", "--resume", "nothing-here", "--storage", str(tmp_path)]) == 2
     assert "no experiment 'nothing-here' to resume" in capsys.readouterr().err
+
+
+# --- the live trial table -----------------------------------------------------------------
+
+
+def fake_trial(trial_id, status, epoch=0, ssim=None, **config):
+    from types import SimpleNamespace
+
+    last = {"training_iteration": epoch, **({"ssim_mean": ssim} if ssim is not None else {})}
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config,
+                           last_result=last if epoch else {})
+
+
+def test_trial_table_shows_parameters_epoch_score_and_status(capsys):
+    from tune.progress import TrialTable
+
+    table = TrialTable(["batch_size", "loss"], max_epochs=4, scheduler="asha", interval_s=3600)
+    trials = [fake_trial("a1", "RUNNING", 2, 0.81234, batch_size=8, loss="mse"),
+              fake_trial("b2", "PENDING", batch_size=16, loss="ssim")]
+    table.on_trial_result(0, trials, trials[0], {})  # the first result is printed at once
+    table.on_trial_result(0, trials, trials[0], {})  # the next ones wait for the interval
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["trial", "batch_size", "loss", "epoch", "ssim_mean", "status"]
+    assert out[2].split() == ["a1", "8", "mse", "2/4", "0.8123", "running"]
+    assert out[3].split() == ["b2", "16", "ssim", "0/4", "-", "pending"] and len(out) == 4
+    # ASHA stops a1 (Tune still says RUNNING when it calls back), b2 finishes: shown at once
+    table.on_trial_complete(0, trials, trials[0])
+    trials[1] = fake_trial("b2", "TERMINATED", 4, 0.8512, batch_size=16, loss="ssim")
+    table.on_trial_complete(0, trials, trials[1])
+    last = capsys.readouterr().out.splitlines()[-2:]
+    assert last[0].split()[-5:] == ["2/4", "0.8123", "stopped", "by", "ASHA"]
+    assert last[1].split()[-2:] == ["0.8512", "completed"]
 
 
 # --- real searches ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from tune.service import DEFAULT_STORAGE
 
 
 def register(subparsers) -> None:
-    from colorize.cli import add_config_options
+    from colorize.cli import DATA_HELP, add_config_options, add_data_option
 
     p = subparsers.add_parser(
         "tune",
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "ASHA stops poor trials early on the mean validation SSIM. Writes best_config.json, "
         "trials.csv and ssim.png into STORAGE/NAME.",
     )
-    p.add_argument("--data", help="folder of colour photos, or 'sample' (not needed with --resume)")
+    add_data_option(p, default=None, help=DATA_HELP + " (not needed with --resume)")
     p.add_argument("--name", help="experiment name: its folder is STORAGE/NAME")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"folder of experiments (default {DEFAULT_STORAGE}; on a cluster a folder "
@@ -82,6 +82,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"trials: {folder / 'trials.csv'}\nplot: {folder / 'ssim.png'}")
     print(f"optuna study: sqlite:///{folder / 'optuna.db'} (optuna-dashboard can open it)")
     if outcome["interrupted"]:
-        print(f"interrupted: finish it with `colorize tune --resume {name} --storage {args.storage}`")
+        print("interrupted: rerun the same command (or `colorize tune --resume "
+              f"{name} --storage {args.storage}`) to finish it")
         return 130
     return 0

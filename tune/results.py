@@ -114,7 +114,7 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path
     ax.set_ylabel("validation SSIM (mean over folds)")
     ax.set_title("trials (dashed, x: stopped before the last epoch)")
     ax.grid(alpha=0.3)
-    if len(records) <= 12:
+    if 0 < sum(1 for r in records if r.curve) <= 12:  # none yet when stopped early
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from colorize import signals
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.ray_session import connect
@@ -36,13 +40,18 @@ DEFAULT_STORAGE = "runs/tune"
 REQUEST_FILE = "tune_request.json"  # the options of an experiment, read back by --resume
 OPTUNA_DB = "optuna.db"
 MAX_FAILURES = 2  # retries of a failed trial, each from its last checkpoint
+TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"  # read by Ray Tune when a search starts
+
+
+class ExperimentExists(ColorizeError):
+    """The experiment folder holds a search with other options."""
 
 
 @dataclass
 class TuneRequest:
     """Every option of a search; saved in the experiment folder so --resume needs only the name."""
 
-    data: str
+    data: str | list[str]  # one folder or 'sample', or several folders
     name: str
     storage: str = DEFAULT_STORAGE
     folds: int = 3
@@ -86,7 +95,7 @@ class TuneRequest:
 
 def run_tuning(
     *,
-    data: str | Path | None = None,
+    data: str | Path | list[str] | None = None,
     name: str,
     storage: str | Path = DEFAULT_STORAGE,
     folds: int = 3,
@@ -133,8 +142,9 @@ def run_tuning(
     request.check()
     base = TrainConfig.from_dict(request.config)
     search_space.validate_space(request.space, base)
-    if not resume:
-        _refuse_existing(experiment_dir)
+    if not resume and _same_experiment_exists(experiment_dir, request):
+        log.info("experiment %s exists with the same options: resuming it", experiment_dir)
+        request, resume = _load_request(experiment_dir, name), True
     cv_data = prepare_cv_data(request, base)  # decoded once, here on the driver
 
     import ray
@@ -147,8 +157,17 @@ def run_tuning(
         experiment_dir.mkdir(parents=True, exist_ok=True)
         (experiment_dir / REQUEST_FILE).write_text(json.dumps(asdict(request), indent=2))
         tuner = _make_tuner(request, cv_data, experiment_dir, verbose, resume)
-        grid = tuner.fit()
-        outcome = write_outputs(request, experiment_dir)
+        with signals.stage(
+            f"the tuning experiment {name}",
+            f"finished trials and checkpoints are in {experiment_dir}: rerun the same command "
+            "to finish it",
+        ) as stage:
+            stage.on_stop = _stop_tune
+            with _tune_signals(), signals.keep_handlers():
+                grid = tuner.fit()
+            outcome = write_outputs(request, experiment_dir)
+            if signals.requested():  # Tune stopped on Ctrl-C/SIGTERM, its state saved
+                raise signals.stopped()
         outcome.update(
             dashboard_url=dashboard_url, results=grid, seconds=round(time.time() - started, 1)
         )
@@ -158,9 +177,13 @@ def run_tuning(
             ray.shutdown()
 
 
-def _source(data: str | Path) -> str:
-    """'sample', or the photo folder as an absolute path (resume may run from elsewhere)."""
-    return str(data) if str(data) == "sample" else str(Path(data).expanduser().resolve())
+def _source(data) -> str | list[str]:
+    """'sample', or each photo folder as an absolute path (resume may run from elsewhere)."""
+    from colorize.data import SAMPLE, data_sources, normalize_source
+
+    return normalize_source([
+        s if s == SAMPLE else str(Path(s).expanduser().resolve()) for s in data_sources(data)
+    ])
 
 
 def _storage_path(storage: str | Path) -> str:
@@ -184,19 +207,64 @@ def _load_request(experiment_dir: Path, name: str) -> TuneRequest:
     return TuneRequest(**json.loads(path.read_text()))
 
 
-def _refuse_existing(experiment_dir: Path) -> None:
+def _same_experiment_exists(experiment_dir: Path, request: TuneRequest) -> bool:
+    """True when `experiment_dir` holds a restorable experiment with the same options (so
+    rerunning a stopped command resumes it); a ColorizeError when its options differ."""
     from ray.tune import Tuner
 
-    if (experiment_dir / REQUEST_FILE).exists() and Tuner.can_restore(str(experiment_dir)):
-        raise ColorizeError(
-            f"experiment {experiment_dir.name!r} already exists in {experiment_dir.parent}; "
-            "add --resume to finish it, or choose another --name"
-        )
+    if not (experiment_dir / REQUEST_FILE).exists() or not Tuner.can_restore(str(experiment_dir)):
+        return False
+    saved = json.loads((experiment_dir / REQUEST_FILE).read_text())
+    if _same_options(saved, asdict(request)):
+        return True
+    raise ExperimentExists(
+        f"experiment {experiment_dir.name!r} already exists in {experiment_dir.parent} with other "
+        "options; add --resume to finish it as it was, or choose another --name"
+    )
+
+
+def _same_options(saved: dict, new: dict) -> bool:
+    """Whether two requests define the same search. Where the data cache lives changes
+    nothing; the default batch sizes may have been shrunk to fit the folds when it started."""
+    saved, new = dict(saved), dict(new)
+    saved.pop("cache_dir", None), new.pop("cache_dir", None)
+    if new["space"].get("batch_size") == search_space.DEFAULT_SPACE["batch_size"]:
+        saved["space"] = {k: v for k, v in saved["space"].items() if k != "batch_size"}
+        new["space"] = {k: v for k, v in new["space"].items() if k != "batch_size"}
+    return saved == new
+
+
+def _stop_tune() -> bool:
+    """Ask a running Tuner.fit to stop as Ctrl-C would: Tune saves the experiment's state and
+    returns. Tune listens for this on SIGUSR1 (its SIGINT handler is off under the CLI)."""
+    handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+    if not callable(handler):
+        return False  # Tune's loop is not running yet: stop at once
+    handler(signal.SIGUSR1, None)
+    return True
+
+
+@contextlib.contextmanager
+def _tune_signals():
+    """Under the CLI's stop handler, Tune must not take SIGINT itself (its handler would
+    outlive the search and bypass the CLI's messages); _stop_tune asks it instead."""
+    if not signals.installed():
+        yield
+        return
+    previous = os.environ.get(TUNE_SIGINT_ENV)
+    os.environ[TUNE_SIGINT_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(TUNE_SIGINT_ENV, None)
+        else:
+            os.environ[TUNE_SIGINT_ENV] = previous
 
 
 def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     """Tiles of the train+validation photos and k folds over them (by photo)."""
-    from colorize.data import kfold
+    from colorize.data import describe_source, kfold
     from colorize.fit_job import prepare_data
 
     prepared = prepare_data(request.data, base, request.cache_dir)
@@ -205,7 +273,7 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     if request.folds > len(pool):
         raise ColorizeError(
             f"cannot make {request.folds} folds from the {len(pool)} train+validation photos "
-            f"of {request.data}; lower --folds or add photos"
+            f"of {describe_source(request.data)}; lower --folds or add photos"
         )
     in_pool = np.isin(photoset.owner, pool)
     tiles, owner = photoset.tiles[in_pool], photoset.owner[in_pool]
@@ -246,6 +314,8 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
                 resume: bool):
     from ray import tune
 
+    from tune.progress import TrialTable
+
     trainable = tune.with_resources(
         tune.with_parameters(train_cv, data=cv_data),
         {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial},
@@ -276,7 +346,10 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=request.name, storage_path=request.storage, verbose=verbose,
+            # our own trial table (tune/progress.py) instead of Tune's 30-second heartbeat
+            name=request.name, storage_path=request.storage, verbose=0,
+            callbacks=[TrialTable(list(request.space), request.max_epochs, request.scheduler)]
+            if verbose else [],
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             stop={"training_iteration": request.max_epochs},

@@ -21,6 +21,7 @@ from colorize.errors import ColorizeError
 # Modules with a `register(subparsers)` that adds their subcommands; optional until built.
 SUBCOMMAND_MODULES = (
     "colorize.train_cli", "serve.cli", "tune.cli", "colorize.jobs", "colorize.pipeline",
+    "colorize.local_cluster",
 )
 
 DATA_HELP = ("folder of colour photos, or 'sample'; repeat --data (or give a comma-separated "
@@ -138,10 +139,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     todo, skipped = batch_predict.pending(pairs, args.overwrite)
     counts = batch_predict.Counts(skipped=skipped)
     if todo:
-        artifact = load_artifact(args.model)
-        with signals.stage(f"colorizing into {args.out}", f"{args.out} holds the finished "
-                           "images: rerun the same command to do the rest"), \
-                Progress(len(todo), "colorizing") as progress:
+        where = f" on Ray ({args.actors} actors)" if args.address else ""
+        with signals.stage(f"colorizing into {args.out}{where}", f"{args.out} holds the "
+                           "finished images: rerun the same command to do the rest"), \
+                Progress(len(todo), "colorizing" + where) as progress:
 
             def after_batch(outcomes) -> None:
                 for outcome in outcomes:
@@ -152,8 +153,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                         print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
                 progress.update(len(outcomes), failed=counts.failed)
 
-            batch_predict.run(artifact, todo, batch_size=args.batch_size, strength=strength,
-                              fmt=args.format, on_batch=after_batch)
+            if args.address:  # the same batches on a Ray cluster's actors (Ray Data)
+                from colorize import batch_ray
+
+                batch_ray.run(args.model, todo, address=args.address, actors=args.actors,
+                              batch_size=args.batch_size, strength=strength, fmt=args.format,
+                              cpus_per_actor=args.cpus_per_actor, on_batch=after_batch)
+            else:
+                batch_predict.run(load_artifact(args.model), todo, batch_size=args.batch_size,
+                                  strength=strength, fmt=args.format, on_batch=after_batch)
     print(counts.line(args.out))
     if counts.failed and not counts.done and not counts.skipped:
         raise ColorizeError(f"none of the {counts.failed} image(s) could be colorized (see above)")
@@ -210,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     pr.add_argument("--keep-extension", action="store_true",
                     help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
+    ray_data = pr.add_argument_group("on a Ray cluster, with Ray Data (colorize.batch_ray)")
+    ray_data.add_argument("--address", help="Ray cluster ('auto', 'ray://HOST:10001', or "
+                          "'local' for a Ray instance on this machine)")
+    ray_data.add_argument("--actors", type=int, default=2, help="model actors (default 2)")
+    ray_data.add_argument("--cpus-per-actor", type=float, default=1.0)
     pr.set_defaults(func=_cmd_predict)
 
     for module_name in SUBCOMMAND_MODULES:

@@ -1,7 +1,8 @@
 """`colorize submit` and `colorize jobs`: run colorize commands as Ray jobs on a cluster.
 
     colorize submit tune --data sample --storage /shared/experiments --name run1 --follow
-    colorize jobs list | status JOB | logs JOB [--follow] | stop JOB
+    colorize submit serve /shared/runs/run1/model --replicas 1-4    # see colorize.serve_submit
+    colorize jobs list | status JOB | logs JOB [--follow] | stop JOB | serve [APP]
 
 Everything goes through Ray's Jobs API (`JobSubmissionClient`) on the cluster's dashboard.
 The address comes from --address, else $RAY_API_SERVER_ADDRESS, else an http(s) $RAY_ADDRESS;
@@ -42,7 +43,7 @@ def dashboard_address(address: str | None = None) -> str:
     if not address:
         raise ColorizeError(
             "no cluster address: give --address http://HOST:8265 or set RAY_API_SERVER_ADDRESS "
-            "(scripts/local-cluster up prints it)"
+            "(colorize cluster up prints it)"
         )
     if "://" not in address:
         address = "http://" + address
@@ -175,6 +176,10 @@ def _job_failed(client, job_id: str, status: str) -> ColorizeError:
 def _cmd_submit(args: argparse.Namespace) -> int:
     if not args.verbose:  # Ray's packaging chatter (files ignored, upload) stays off the console
         logging.getLogger("ray").setLevel(logging.ERROR)
+    if args.job_command == "serve":  # a Serve deployment, not a job
+        from colorize.serve_submit import run_from_cli
+
+        return run_from_cli(args)
     client = connect(args.address, args.token_file)
     job_id = submit(client, args.job_command, args.job_args, ship=not args.no_ship,
                     submission_id=args.job_id)
@@ -190,6 +195,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
+    if args.action == "serve":
+        from colorize import serve_submit
+
+        client = serve_submit.connect(args.address, args.token_file)
+        print("\n".join(serve_submit.status_lines(serve_submit.details(client), args.job)))
+        return 0
     client = connect(args.address, args.token_file)
     with _cluster_errors(client._address):
         if args.action == "list":
@@ -232,21 +243,25 @@ def _cluster_options() -> argparse.ArgumentParser:
 def register(subparsers) -> None:
     common = _cluster_options()
     sub = subparsers.add_parser(
-        "submit", parents=[common], help="run tune, train or fit as a job on a Ray cluster",
+        "submit", parents=[common],
+        help="run tune, train or fit as a job on a Ray cluster, or serve a model on it",
         description="Submit `colorize COMMAND ARGS...` to a Ray cluster through its Jobs API. "
         "Paths in ARGS are read on the cluster: use storage every node sees.")
     sub.add_argument("--follow", action="store_true", help="print the job's logs until it ends")
     sub.add_argument("--no-ship", action="store_true",
                      help="use the colorize installed on the cluster instead of shipping this tree")
     sub.add_argument("--job-id", help="submission id to use (default: Ray picks one)")
-    sub.add_argument("job_command", metavar="COMMAND", choices=SUBMITTABLE,
-                     help=f"one of {', '.join(SUBMITTABLE)}")
+    sub.add_argument("job_command", metavar="COMMAND", choices=(*SUBMITTABLE, "serve"),
+                     help=f"one of {', '.join(SUBMITTABLE)} (a job), or serve (a Serve "
+                     "deployment: serve MODEL_DIR with `colorize serve`'s options and --name, "
+                     "--route-prefix, --upscale-delay-s, --downscale-delay-s, --timeout-s)")
     sub.add_argument("job_args", metavar="ARGS", nargs=argparse.REMAINDER,
                      help="the command's own options (see colorize COMMAND --help)")
     sub.set_defaults(func=_cmd_submit)
 
-    jobs = subparsers.add_parser("jobs", parents=[common], help="list, inspect, follow or stop jobs")
-    jobs.add_argument("action", choices=("list", "status", "logs", "stop"))
-    jobs.add_argument("job", nargs="?", help="job (submission) id")
+    jobs = subparsers.add_parser("jobs", parents=[common], help="list, inspect, follow or stop "
+                                 "jobs; `jobs serve` shows the Serve applications")
+    jobs.add_argument("action", choices=("list", "status", "logs", "stop", "serve"))
+    jobs.add_argument("job", nargs="?", help="job (submission) id; with serve: an application")
     jobs.add_argument("--follow", action="store_true", help="with logs: follow until the job ends")
     jobs.set_defaults(func=_cmd_jobs)

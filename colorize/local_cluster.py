@@ -2,9 +2,12 @@
 
 For trying `colorize submit` against a real multi-node cluster, and for the cluster tests:
 
-    scripts/local-cluster up [--workers 1] [--cpus 1] [--base-port 36100] [--dir DIR]
-    scripts/local-cluster status [--dir DIR]
-    scripts/local-cluster down [--dir DIR]
+    colorize cluster up [--workers 1] [--cpus 1] [--base-port 36100] [--dir DIR]
+    colorize cluster status [--dir DIR]
+    colorize cluster down [--dir DIR]
+
+(`scripts/local-cluster ARGS` is the same from a clone.) Every node runs the interpreter that
+runs this command (`sys.executable`), so any environment colorize is installed in works.
 
 `up` starts a head node and worker nodes with `ray start --block`, each in its own process
 session, on ports counted from --base-port (never Ray's defaults, so it does not collide with
@@ -320,35 +323,43 @@ def _print_status(cluster: LocalCluster) -> None:
         print(f"{node['node_id'][:12]}  {role:6}  {node['state']:6}  {node['node_ip']}")
 
 
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        cluster = up(args.dir, args.workers, args.cpus, args.base_port, args.object_store_mb)
+        print(f"dashboard: {cluster.dashboard_url}  (token in {cluster.token_path})")
+        print("for `colorize submit` and `colorize jobs`, run:")
+        for key, value in cluster.env().items():
+            print(f"  export {key}={value}")
+    elif args.action == "down":
+        print(f"stopped {down(args.dir)} processes")
+    else:
+        _print_status(LocalCluster.load(args.dir))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "cluster", help="a multi-node Ray cluster on 127.0.0.1 with token auth: up, status, down",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder (token, logs)")
+    p.add_argument("--workers", type=int, default=1, help="worker nodes beside the head")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs each node offers")
+    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
+    p.add_argument("--object-store-mb", type=int, default=256)
+    p.set_defaults(func=_cmd_cluster)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`python -m colorize.local_cluster ARGS` is `colorize cluster ARGS`; `_ray-start` is the
+    node launcher that `up` runs."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_ray-start"]:
         _ray_start(argv[1:])
         return 0
-    parser = argparse.ArgumentParser(prog="local-cluster", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("up", "down", "status"))
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder (token, logs)")
-    parser.add_argument("--workers", type=int, default=1, help="worker nodes beside the head")
-    parser.add_argument("--cpus", type=int, default=1, help="CPUs each node offers")
-    parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
-    parser.add_argument("--object-store-mb", type=int, default=256)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if args.action == "up":
-            cluster = up(args.dir, args.workers, args.cpus, args.base_port, args.object_store_mb)
-            print(f"dashboard: {cluster.dashboard_url}  (token in {cluster.token_path})")
-            print("for `colorize submit` and `colorize jobs`, run:")
-            for key, value in cluster.env().items():
-                print(f"  export {key}={value}")
-        elif args.action == "down":
-            print(f"stopped {down(args.dir)} processes")
-        else:
-            _print_status(LocalCluster.load(args.dir))
-    except ColorizeError as exc:
-        print(f"local-cluster: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    from colorize.cli import main as cli_main
+
+    return cli_main(["cluster", *argv])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Shared fixtures: tiny generated photos, a tiny configuration, a tiny trained artifact,
-one local Ray instance per test session, and the shared real photos (skipped if absent)."""
+one local Ray instance per test session, the shared real photos (skipped if absent), and
+`loopback_cluster` for modules that need a real multi-node cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -92,3 +96,21 @@ def tiny_rgb_batch() -> np.ndarray:
     """Four 24x24 generated colour photos, uint8 (N, H, W, 3)."""
     rng = np.random.default_rng(1)
     return np.stack([make_photo(rng, 24, 24) for _ in range(4)])
+
+
+@contextlib.contextmanager
+def loopback_cluster(base_port: int, workers: int = 1, cpus: int = 1):
+    """A real Ray cluster of 1 + `workers` nodes on 127.0.0.1 with token auth (what
+    `colorize cluster up` starts), on ports from `base_port`; always stopped at the end."""
+    from colorize import local_cluster
+
+    state = Path(tempfile.mkdtemp(prefix="clz-test-", dir="/tmp"))  # short: Ray's socket paths
+    started = None
+    try:
+        started = local_cluster.up(state, workers=workers, cpus=cpus, base_port=base_port,
+                                   object_store_mb=128)
+        yield started
+    finally:
+        if started is not None:
+            local_cluster.stop(started, grace_s=10)
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,7 +1,7 @@
 """`colorize submit` / `colorize jobs` against a real two-node Ray cluster on 127.0.0.1.
 
 The cluster (head + one worker, one CPU each, token auth, ports from 36500) is started by
-colorize.local_cluster, the code behind scripts/local-cluster, once for this module, and
+tests.conftest.loopback_cluster (colorize.local_cluster, `colorize cluster up`) once for this module, and
 always stopped at the end, also when a test fails. A tiny tuning job (two trials of one
 epoch, at most one per node) is submitted through the Jobs API; its trials' process ids,
 read from Tune's results, are matched to node ids through the dashboard's state API.
@@ -13,10 +13,8 @@ import contextlib
 import io
 import json
 import re
-import shutil
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ import requests
 from colorize import jobs, local_cluster
 from colorize.cli import main
 from colorize.errors import ColorizeError
+from tests.conftest import loopback_cluster
 
 BASE_PORT = 36500  # not Ray's defaults, nor scripts/local-cluster's: no collision on this machine
 EXPERIMENT = "cluster-tune"
@@ -32,16 +31,8 @@ EXPERIMENT = "cluster-tune"
 
 @pytest.fixture(scope="module")
 def cluster():
-    state = Path(tempfile.mkdtemp(prefix="clz-test-", dir="/tmp"))  # short: Ray's socket paths
-    started = None
-    try:
-        started = local_cluster.up(state, workers=1, cpus=1, base_port=BASE_PORT,
-                                   object_store_mb=128)
+    with loopback_cluster(BASE_PORT) as started:
         yield started
-    finally:
-        if started is not None:
-            local_cluster.stop(started, grace_s=10)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_address_and_token_come_from_options_then_ray_variables(tmp_path, monkeypatch):

@@ -1,10 +1,14 @@
-"""scripts/local-cluster's fast parts: port layout, refusing a busy port, a clear error when
-nothing was started. The real two-node cluster is exercised in tests/test_jobs.py."""
+"""`colorize cluster` (and scripts/local-cluster)'s fast parts: port layout, refusing a busy
+port, a clear error when nothing was started, running from any environment. The real
+two-node cluster is exercised in tests/test_jobs.py and tests/test_serve_cluster.py."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,8 +43,23 @@ def test_a_busy_port_is_refused_before_anything_starts(tmp_path):
 
 
 def test_down_without_a_cluster_is_one_clear_line(tmp_path):
-    run = subprocess.run([str(ROOT / "scripts" / "local-cluster"), "down", "--dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-m", "colorize.cli", "cluster", "down",
+                          "--dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip() == (
-        f"local-cluster: error: no local cluster recorded in {tmp_path} (start one with `up`)")
+        f"colorize: error: no local cluster recorded in {tmp_path} (start one with `up`)")
+
+
+def test_the_script_runs_without_a_venv_in_the_clone(tmp_path):
+    """Installed in another environment (first on PATH), not in the clone's .venv."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "local-cluster", clone / "scripts")
+    env = {k: v for k, v in os.environ.items() if k != "COLORIZE_PYTHON"}
+    # the environment colorize is installed in comes first on PATH (as when activated)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    run = subprocess.run([str(clone / "scripts" / "local-cluster"), "status", "--dir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == (
+        f"colorize: error: no local cluster recorded in {tmp_path} (start one with `up`)")

@@ -1,0 +1,287 @@
+"""`colorize submit serve MODEL_DIR`: deploy the endpoint onto a running Ray cluster.
+
+    colorize submit serve /mnt/shared/runs/big/model --replicas 1-4 --port 8000
+    colorize jobs serve                   # the cluster's Serve applications and replicas
+
+The deployment is serve/config.yaml, filled in: `model_dir` and the `colorize serve` options
+become the application's `args` (fields of serve.settings.Settings, validated here first),
+this source tree is uploaded as the application's runtime `working_dir` (as `colorize submit`
+does for jobs; `--no-ship` uses the colorize installed on the cluster), and the whole config
+goes to Serve's REST API on the cluster's dashboard (`PUT /api/serve/applications/`, what
+`serve deploy` sends) with the cluster's auth token. Other applications on the cluster are
+kept. It waits until the application runs and prints its endpoint.
+
+Autoscaling delays (`--upscale-delay-s`, `--downscale-delay-s`) are Serve options the
+settings do not carry: once the application runs, they are added to its autoscaling
+deployment as a `deployments` override in the config, which takes precedence over the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+from colorize.errors import ColorizeError
+from colorize.jobs import _cluster_errors, dashboard_address, read_token
+
+log = logging.getLogger(__name__)
+
+TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
+# `colorize serve` options that make no sense for a deployment onto a running cluster.
+LOCAL_ONLY = ("address", "dashboard_port")
+
+
+def config_template() -> dict:
+    """serve/config.yaml as shipped with the `serve` package (its import path, proxy, port)."""
+    import serve
+
+    path = Path(serve.__file__).resolve().parent / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    if len(config.get("applications", [])) != 1:
+        raise ColorizeError(f"{path} should describe exactly one application")
+    return config
+
+
+def serve_config(args: dict, *, name: str = "colorize", route_prefix: str = "/",
+                 host: str | None = None, port: int | None = None,
+                 runtime_env: dict | None = None, deployments: list | None = None) -> dict:
+    """The Serve deploy config (ServeDeploySchema) for the colorize app with these `args`."""
+    from serve.settings import Settings
+
+    Settings.from_dict(args)  # unknown or bad settings fail here, not in a replica
+    config = config_template()
+    app = dict(config["applications"][0], name=name, route_prefix=route_prefix, args=args)
+    if runtime_env:
+        app["runtime_env"] = runtime_env
+    if deployments:
+        app["deployments"] = deployments
+    http = dict(config.get("http_options", {}))
+    http.update({k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    config.update(http_options=http, applications=[app])
+    validate(config)
+    return config
+
+
+def validate(config: dict) -> None:
+    """Ray's own schema for `serve deploy` configs; one line naming the problem."""
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    try:
+        ServeDeploySchema.model_validate(config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ColorizeError(f"invalid Serve config at {where}: {first.get('msg')}") from None
+
+
+def connect(address: str | None = None, token_file: str | Path | None = None):
+    """A ServeSubmissionClient on the cluster's dashboard, with the token."""
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    url = dashboard_address(address)
+    token = read_token(token_file)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with _cluster_errors(url):
+        return ServeSubmissionClient(url, headers=headers)
+
+
+def ship_runtime_env(client) -> dict:
+    """Upload this source tree to the cluster (as a job's working_dir is) and name it."""
+    from colorize.jobs import runtime_env
+
+    env = runtime_env(ship=True)
+    if "working_dir" in env:
+        with _cluster_errors(client._address):
+            # SubmissionClient's own upload (Ray 2.60): content-addressed gcs:// package,
+            # skipped when the cluster already has it.
+            client._upload_working_dir_if_needed(env)
+        env.pop("excludes", None)
+    else:  # installed from a wheel: the packages themselves
+        with _cluster_errors(client._address):
+            client._upload_py_modules_if_needed(env)
+    return env
+
+
+def details(client) -> dict:
+    with _cluster_errors(client._address):
+        return client.get_serve_details()
+
+
+def deploy(client, config: dict) -> None:
+    """PUT `config`'s application, keeping the other applications deployed on the cluster."""
+    current = details(client)
+    ours = {app["name"] for app in config["applications"]}
+    others = []
+    for app in (current.get("applications") or {}).values():
+        if app["name"] in ours:
+            continue
+        if app.get("source") != "declarative" or not app.get("deployed_app_config"):
+            raise ColorizeError(
+                f"the cluster serves {app['name']!r}, deployed from Python (serve.run): a config "
+                "deploy would replace it; remove it first (serve shutdown) or deploy the same way")
+        others.append(app["deployed_app_config"])
+    payload = dict(config, applications=others + config["applications"])
+    with _cluster_errors(client._address):
+        client.deploy_applications(payload)
+
+
+def wait_running(client, name: str, timeout_s: float = 300.0, poll_s: float = 1.0) -> dict:
+    """Poll until the application RUNS (its details) or fails (one line: Serve's message)."""
+    deadline = time.time() + timeout_s
+    status = "NOT_STARTED"
+    while time.time() < deadline:
+        app = (details(client).get("applications") or {}).get(name)
+        status = app["status"] if app else "NOT_STARTED"
+        if status == "RUNNING":
+            return app
+        if status in TERMINAL_FAILURES:
+            raise ColorizeError(f"Serve application {name!r} {status}: "
+                                f"{_last_line(app.get('message'))} (colorize jobs serve)")
+        time.sleep(poll_s)
+    raise ColorizeError(f"Serve application {name!r} still {status} after {timeout_s:.0f} s "
+                        "(see `colorize jobs serve` and the dashboard's Serve page)")
+
+
+def _last_line(message: str | None) -> str:
+    """The last line of Serve's message (a traceback's error), without the exception's name."""
+    lines = (message or "").strip().splitlines()
+    if not lines:
+        return "no message"
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1].strip())
+
+
+def autoscaling_overrides(app: dict, **delays: float | None) -> list[dict]:
+    """A `deployments` override adding `delays` to every autoscaling deployment of `app`."""
+    delays = {k: v for k, v in delays.items() if v is not None}
+    overrides = []
+    for name, deployment in app["deployments"].items():
+        scaling = deployment["deployment_config"].get("autoscaling_config")
+        if scaling and delays:
+            keep = ("min_replicas", "max_replicas", "target_ongoing_requests")
+            overrides.append({"name": name, "autoscaling_config": {
+                **{k: scaling[k] for k in keep if scaling.get(k) is not None}, **delays}})
+    return overrides
+
+
+def endpoint(client, app: dict) -> str:
+    """The application's URL: the dashboard's host, Serve's real HTTP port and the route."""
+    http = details(client).get("http_options") or {}
+    host = urlparse(client._address).hostname or "127.0.0.1"
+    return f"http://{host}:{http.get('port', 8000)}{(app.get('route_prefix') or '/').rstrip('/')}/"
+
+
+def submit(client, args: dict, *, name: str = "colorize", route_prefix: str = "/",
+           host: str | None = None, port: int | None = None, ship: bool = True,
+           upscale_delay_s: float | None = None, downscale_delay_s: float | None = None,
+           timeout_s: float = 300.0) -> str:
+    """Deploy the colorize app with these Settings `args`; wait until it runs; its URL."""
+    runtime_env = ship_runtime_env(client) if ship else None
+    options = dict(name=name, route_prefix=route_prefix, host=host, port=port,
+                   runtime_env=runtime_env)
+    config = serve_config(args, **options)
+    deploy(client, config)
+    app = wait_running(client, name, timeout_s)
+    overrides = autoscaling_overrides(app, upscale_delay_s=upscale_delay_s,
+                                      downscale_delay_s=downscale_delay_s)
+    if overrides:
+        deploy(client, serve_config(args, **options, deployments=overrides))
+        app = wait_running(client, name, timeout_s)
+    return endpoint(client, app)
+
+
+def replica_counts(app: dict) -> dict[str, tuple[int, int]]:
+    """Per deployment: (RUNNING replicas, target replicas)."""
+    counts = {}
+    for name, deployment in app["deployments"].items():
+        running = sum(r["state"] == "RUNNING" for r in deployment.get("replicas", []))
+        counts[name] = (running, int(deployment.get("target_num_replicas") or 0))
+    return counts
+
+
+def status_lines(serve_details: dict, name: str | None = None) -> list[str]:
+    """What `colorize jobs serve` prints: each application, its deployments and replicas."""
+    apps = serve_details.get("applications") or {}
+    if name is not None:
+        if name not in apps:
+            raise ColorizeError(f"no Serve application {name!r} on the cluster "
+                                f"(deployed: {', '.join(apps) or 'none'})")
+        apps = {name: apps[name]}
+    if not apps:
+        return ["no Serve applications on the cluster (deploy one: colorize submit serve MODEL)"]
+    port = (serve_details.get("http_options") or {}).get("port")
+    lines = []
+    for app in apps.values():
+        lines.append(f"{app['name']}: {app['status']}  route {app.get('route_prefix') or '-'}  "
+                     f"port {port}")
+        if app.get("message"):
+            lines.append(f"  message: {_last_line(app['message'])}")
+        for dep_name, (running, target) in replica_counts(app).items():
+            scaling = app["deployments"][dep_name]["deployment_config"].get("autoscaling_config")
+            bounds = f" (autoscaling {scaling['min_replicas']}-{scaling['max_replicas']})" \
+                if scaling else ""
+            state = app["deployments"][dep_name]["status"]
+            lines.append(f"  {dep_name}: {state}, {running} of {target} replicas running{bounds}")
+    return lines
+
+
+def _options_parser() -> argparse.ArgumentParser:
+    """Options of `submit serve` beyond those of `colorize serve` (which it also takes)."""
+    p = argparse.ArgumentParser(prog="colorize submit serve", add_help=False)
+    p.add_argument("--name", default="colorize", help="Serve application name")
+    p.add_argument("--route-prefix", default="/")
+    p.add_argument("--upscale-delay-s", type=float)
+    p.add_argument("--downscale-delay-s", type=float)
+    p.add_argument("--timeout-s", type=float, default=300.0)
+    return p
+
+
+def settings_args(serve_args: argparse.Namespace) -> dict:
+    """`colorize serve`'s parsed options as Settings fields (only those given or needed)."""
+    from serve.settings import parse_replicas
+
+    for option in LOCAL_ONLY:
+        if getattr(serve_args, option, None) is not None:
+            raise ColorizeError(f"--{option.replace('_', '-')} is not for `submit serve` "
+                                "(it deploys onto the cluster of --address/$RAY_API_SERVER_ADDRESS)")
+    low, high = parse_replicas(serve_args.replicas)
+    values = {
+        "model_dir": str(serve_args.model), "min_replicas": low, "max_replicas": high,
+        "max_batch_size": serve_args.max_batch_size,
+        "batch_wait_timeout_s": serve_args.batch_wait_ms / 1000.0,
+        "max_upload_bytes": int(serve_args.max_upload_mb * 1024 * 1024),
+        "cpus_per_replica": serve_args.cpus_per_replica,
+        "gpus_per_replica": serve_args.gpus_per_replica,
+        "host": serve_args.host, "port": serve_args.port,
+    }
+    if serve_args.max_pixels:
+        values["max_pixels"] = serve_args.max_pixels
+    if serve_args.api_key:
+        values["api_key"] = serve_args.api_key  # else the replicas read $COLORIZE_API_KEY
+    return values
+
+
+def run_from_cli(args: argparse.Namespace) -> int:
+    """`colorize submit [--address] [--token-file] [--no-ship] serve MODEL [options]`."""
+    from colorize.cli import build_parser
+
+    extra, rest = _options_parser().parse_known_args(args.job_args)
+    serve_args = build_parser().parse_args(["serve", *rest])
+    values = settings_args(serve_args)
+    client = connect(args.address, args.token_file)
+    if not args.verbose:  # importing Ray set these loggers' levels: quiet the upload chatter now
+        for name in ("ray", "ray.dashboard.modules.dashboard_sdk"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    url = submit(client, values, name=extra.name, route_prefix=extra.route_prefix,
+                 host=values["host"], port=values["port"], ship=not args.no_ship,
+                 upscale_delay_s=extra.upscale_delay_s,
+                 downscale_delay_s=extra.downscale_delay_s, timeout_s=extra.timeout_s)
+    print(f"endpoint:  POST {url}colorize\nweb page:  {url}\n"
+          f"status:    colorize jobs serve {extra.name}")
+    return 0

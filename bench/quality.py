@@ -133,6 +133,9 @@ def main() -> None:
                       sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
         results[name] = result
         save_artifact(args.out / name / "model", model, config, {"test": result}, calibration=calibration)
+        print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
+              f"test PSNR {result['model']['psnr']:.2f} dB, SSIM {result['model']['ssim']:.4f}, "
+              f"colourfulness {result['model']['colourfulness']:.1f}", flush=True)
     for item in args.models:  # trained elsewhere: scored and swept the same way
         name, _, folder = item.partition("=")
         artifact = load_artifact(folder)
@@ -141,9 +144,6 @@ def main() -> None:
                       config=artifact.config.to_dict(), calibration=artifact.calibration,
                       sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
         results[name] = result
-        print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
-              f"test PSNR {result['model']['psnr']:.2f} dB, SSIM {result['model']['ssim']:.4f}, "
-              f"colourfulness {result['model']['colourfulness']:.1f}", flush=True)
 
     any_result = next(iter(results.values()))
     grey, truth = any_result["grey"], any_result["truth"]

@@ -221,6 +221,7 @@ def test_tune_stops_mid_search_and_the_same_command_finishes_it(cache_dir, tmp_p
     assert code == 143 and seconds < 30, (code, seconds, run.err[-10:])
     header = ["trial", "batch_size", "loss", "epoch", "ssim_mean", "status"]
     assert header in [line.split() for line in run.out]  # the live trial table
+    assert not [line for line in run.err if "Traceback" in line or line.startswith("*** ")]
     assert any(line.startswith("colorize: stopped the tuning experiment s on SIGTERM; finished "
                                f"trials and checkpoints are in {folder}") for line in run.err)
 

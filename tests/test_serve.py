@@ -316,3 +316,85 @@ def test_config_yaml_is_a_valid_serve_config():
     app = schema.applications[0]
     assert app.import_path == "serve.app:app_builder" and schema.http_options.host == "127.0.0.1"
     Settings.from_dict(app.args)  # every arg is a known setting
+
+
+def drive(url: str, bodies: list[bytes], concurrency: int, count: int, during=None) -> list:
+    """`count` requests from `concurrency` closed-loop clients; `during(done)` runs in the
+    caller's thread once a quarter of them are answered. Returns every answer (or error)."""
+    import threading
+
+    answers, lock, next_index = [], threading.Lock(), iter(range(count))
+    quarter = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=120) as session:
+            while True:
+                with lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                try:
+                    answer = post(session, bodies[i % len(bodies)], "image/png")
+                except httpx.HTTPError as exc:
+                    answer = exc
+                with lock:
+                    answers.append(answer)
+                    if len(answers) >= count // 4:
+                        quarter.set()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    if during is not None:
+        quarter.wait(timeout=300)
+        during()
+    for t in threads:
+        t.join(timeout=600)
+    return answers
+
+
+def failures(answers: list) -> list[str]:
+    """Every answer that is not a 200, as text; a 5xx must still be a JSON error."""
+    bad = []
+    for a in answers:
+        if isinstance(a, Exception):
+            bad.append(f"{type(a).__name__}: {a}")
+        elif a.status_code != 200:
+            assert a.headers["content-type"] == "application/json", (a.status_code, a.text)
+            bad.append(f"{a.status_code} {a.json()['error']}")
+    return bad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replicas", [2, 1])
+def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, replicas):
+    """kill -9 of a model replica while 8 clients keep posting: the ingress sends the
+    requests it held once more, Serve restarts the replica, and no request fails (the
+    issue allows under 0.5 % with one replica; none fails here either)."""
+    import os
+    import signal
+
+    from ray import serve
+
+    from serve.cli import start
+
+    name = f"kill{replicas}"
+    url = start(tiny_artifact, name=name, route_prefix=f"/{name}", replicas=replicas,
+                max_batch_size=4, cpus_per_replica=0.25)
+    handle = serve.get_deployment_handle("Colorizer", app_name=name)
+    victim = handle.stats.remote().result()["pid"]
+    bodies = [png_bytes(photo(32, 32, seed=i)) for i in range(8)]
+    try:
+        answers = drive(url, bodies, concurrency=8, count=160,
+                        during=lambda: os.kill(victim, signal.SIGKILL))
+        bad = failures(answers)
+        assert len(answers) == 160
+        allowed = 0 if replicas == 2 else int(0.005 * 160)
+        assert len(bad) <= allowed, bad
+        with httpx.Client(base_url=url, timeout=60) as client:
+            stats = client.get("stats").json()
+            assert stats["ingress_retries"] >= 1, "the kill hit no request in flight"
+            assert stats["pid"] != victim or replicas == 2
+            assert_alive(client)
+    finally:
+        serve.delete(name)

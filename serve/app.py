@@ -335,9 +335,11 @@ class Ingress:
             raise ColorizeError("the model replica failed twice on this request; "
                                 "send it again in a few seconds", 503) from None
 
-    async def drain(self, timeout_s: float) -> int:
-        """Refuse new work (503) and wait until the requests in flight are answered;
-        returns how many were still unanswered at the timeout (0 when drained)."""
+    async def drain(self, timeout_s: float, grace_s: float = 0.0) -> int:
+        """After `grace_s` (for requests already on their way), refuse new work (503) and
+        wait until the requests in flight are answered; returns how many were still
+        unanswered at the timeout (0 when drained)."""
+        await asyncio.sleep(grace_s)
         self.stopping = True
         deadline = time.monotonic() + timeout_s
         while self.in_flight and time.monotonic() < deadline:

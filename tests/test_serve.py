@@ -398,3 +398,79 @@ def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, 
             assert_alive(client)
     finally:
         serve.delete(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code):
+    """`colorize serve` in its own process, 6 clients posting: the first SIGTERM (or
+    SIGINT) answers every request sent before it, exits 143 (130) within 30 s, prints no
+    traceback or stack dump, and leaves none of its Ray processes behind."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psutil
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "colorize.cli", "serve", str(tiny_artifact), "--port", str(port),
+         "--cpus-per-replica", "0.5", "--max-batch-size", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(server.stdout), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}/"
+    records, done = [], threading.Event()
+
+    def client(seed: int) -> None:
+        body = png_bytes(photo(480, 640, seed=seed))  # slow enough to be in flight
+        with httpx.Client(base_url=url, timeout=60) as session:
+            while not done.is_set():
+                started = time.monotonic()
+                try:
+                    answer = post(session, body, "image/png")
+                    records.append((started, answer.status_code, answer.headers["content-type"]))
+                except httpx.HTTPError as exc:
+                    records.append((started, type(exc).__name__, ""))
+                    time.sleep(0.05)
+
+    try:
+        deadline = time.monotonic() + 240
+        while not any("serving until" in line for line in output):
+            assert server.poll() is None and time.monotonic() < deadline, "".join(output)
+            time.sleep(0.5)
+        ray_processes = psutil.Process(server.pid).children(recursive=True)
+        assert ray_processes, "colorize serve started no Ray processes"
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+        for t in clients:
+            t.start()
+        while sum(1 for r in records if r[1] == 200) < 12:
+            time.sleep(0.2)
+        signalled = time.monotonic()
+        server.send_signal(getattr(signal, stop))
+        server.wait(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        done.set()
+        if server.poll() is None:
+            server.kill()
+    for t in clients:
+        t.join(timeout=90)
+    reader.join(timeout=10)
+    text = "".join(output)
+    assert server.returncode == code, text
+    assert took < 30, f"took {took:.1f}s to stop"
+    before = [r for r in records if r[0] < signalled]
+    assert before and all(r[1] == 200 for r in before), [r for r in before if r[1] != 200]
+    after = {r[1] for r in records if r[0] >= signalled}
+    assert after <= {200, 503, "ConnectError", "RemoteProtocolError", "ReadError"}, after
+    assert all(r[2] == "application/json" for r in records if r[1] == 503)
+    assert "stopping the server" in text
+    for marker in ("Traceback", "Stack trace", "*** SIG", "Aborted"):
+        assert marker not in text, text
+    time.sleep(2)
+    alive = [p for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [(p.pid, p.name()) for p in alive]

@@ -209,6 +209,50 @@ def test_bad_input_gets_a_json_4xx_and_the_server_keeps_answering(server, name):
 
 
 @pytest.mark.slow
+def test_strength_zero_is_the_grey_prediction_and_one_the_default(server):
+    from colorize import lab
+
+    rgb = photo(seed=5)
+    body = png_bytes(rgb)
+    grey = decoded(post(server, body, "image/png", strength="0").content)
+    assert np.array_equal(grey, lab.to_uint8(lab.grey_rgb(rgb)))
+    default = decoded(post(server, body, "image/png").content)
+    one = decoded(post(server, body, "image/png", strength="1").content)
+    assert np.array_equal(one, default)
+    vivid = decoded(post(server, body, "image/png", strength="2.5").content)
+    chroma = [np.abs(cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[..., 1:].astype(int) - 128).mean()
+              for im in (grey, default, vivid)]
+    assert chroma[0] <= 1 and chroma[2] > chroma[1], chroma
+
+
+@pytest.mark.slow
+def test_mixed_strengths_in_one_batch_each_get_their_own(server, local_artifact):
+    """Concurrent requests with different strengths share batches; each answer equals the
+    in-process colorizer at that strength."""
+    from colorize.colorizer import colorize_image
+
+    rgb = photo(48, 48, seed=6)
+    strengths = [0, 0.5, 1, 1.5, 2, 3] * 3
+    with ThreadPoolExecutor(len(strengths)) as pool:
+        answers = list(pool.map(
+            lambda s: post(server, png_bytes(rgb), "image/png", strength=str(s)), strengths))
+    for s, answer in zip(strengths, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        expected = colorize_image(local_artifact, rgb, strength=s)
+        assert np.abs(decoded(answer.content).astype(int) - expected.astype(int)).max() <= 2, s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strength", ["-0.1", "3.5", "abc", "nan", "inf", ""])
+def test_bad_strength_gets_a_422_json_line(server, strength):
+    answer = post(server, png_bytes(photo(16, 16)), "image/png", strength=strength)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()
+    assert error["status"] == 422 and "strength" in error["error"] and "\n" not in error["error"]
+
+
+@pytest.mark.slow
 def test_32_concurrent_requests_succeed_in_batches(server):
     from ray import serve
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -135,6 +136,7 @@ class Colorizer:
         return {
             "replica": serve.get_replica_context().replica_id.unique_id,
             "pid": os.getpid(),
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "batches": sum(sizes.values()),
             "images": sum(k * v for k, v in sizes.items()),
             "batch_sizes": sizes,
@@ -292,7 +294,8 @@ class Ingress:
     @api.get("/stats", summary="batch sizes and time per stage of one model replica")
     async def stats(self, request: Request) -> dict[str, Any]:
         self._check_key(request)
-        return {**await self.colorizer.stats.remote(), "ingress_retries": self.retries}
+        return {**await self.colorizer.stats.remote(), "ingress_retries": self.retries,
+                "ingress_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
     @api.post("/colorize", summary="colorize one image", openapi_extra=COLORIZE_BODY)
     async def colorize(

@@ -7,8 +7,9 @@ batch takes hundreds of milliseconds, the requests that arrive meanwhile are cut
 many batches of one or two, each paying the per-call cost of the model. Measured on the
 2-core machine at 16 concurrent requests: batches of 1-3 images that waited about 1 s in
 that queue (bench/README.md). Here one loop takes everything that queued while the model
-ran (up to `max_batch_size`), waits at most `wait_s` for more when the batch is not full,
-and only then runs the model: one batch running, the next one filling.
+ran (up to `max_batch_size`) and runs the model on it; only when that is fewer requests
+than the last batch had does it wait, at most `wait_s`, for the rest: under load the
+callers of the last batch come back, and a lone request (last batch of one) never waits.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Batcher:
                 break
             try:
                 batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
                 break
         self._last_size = len(batch)
         return batch

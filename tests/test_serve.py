@@ -518,3 +518,44 @@ def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code):
     time.sleep(2)
     alive = [p for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+def test_batcher_forms_the_next_batch_from_what_queued_while_the_model_ran():
+    """Pure asyncio, no Ray: 9 callers arrive while a slow batch of 1 runs; they form the
+    next batches together (at most 4 each), every caller gets its own result, a lone
+    caller does not wait for a batch to fill, and an exception reaches its batch's callers."""
+    import asyncio
+    import threading
+    import time
+
+    from serve.batching import Batcher
+
+    sizes, release = [], threading.Event()
+
+    def run(items):
+        sizes.append(len(items))
+        if items[0] == 0:
+            release.wait(5)  # the first batch holds the model while the others queue
+        if "boom" in items:
+            raise ValueError("boom")
+        return [i * 10 for i in items]
+
+    async def scenario():
+        batcher = Batcher(run, max_batch_size=4, wait_s=2.0)
+        first = asyncio.create_task(batcher(0))
+        await asyncio.sleep(0.2)
+        rest = [asyncio.create_task(batcher(i)) for i in range(1, 10)]
+        await asyncio.sleep(0.2)
+        release.set()
+        results = await asyncio.gather(first, *rest)
+        assert results == [i * 10 for i in range(10)]
+        assert sizes == [1, 4, 4, 1], sizes
+        started = time.perf_counter()
+        await asyncio.gather(batcher(1))  # last batch had 1: no wait for company
+        assert time.perf_counter() - started < 1.0
+        failing = [asyncio.create_task(batcher(x)) for x in ("boom", 3)]
+        outcomes = await asyncio.gather(*failing, return_exceptions=True)
+        assert all(isinstance(o, ValueError) for o in outcomes), outcomes
+        assert await batcher(5) == 50  # the loop keeps serving after a failed batch
+
+    asyncio.run(scenario())

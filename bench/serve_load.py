@@ -209,13 +209,15 @@ def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
     """One Serve application per configuration, all behind the one proxy: name -> URL."""
     import ray
 
-    from serve.cli import deploy
+    from serve.cli import LOCAL_RAY_ENV, deploy
     from serve.settings import Settings
 
     apps = {f"serve x{n}": {"min_replicas": n, "max_replicas": n} for n in args.replica_counts}
     if args.unbatched_levels:
         apps["serve unbatched"] = {"max_batch_size": 1}
     replicas = sum(options.get("min_replicas", 1) for options in apps.values())
+    for key, value in LOCAL_RAY_ENV.items():  # as `colorize serve` starts its local Ray
+        os.environ.setdefault(key, value)
     # logical CPUs only: every replica reserves --cpus-per-replica, all share the real cores
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, replicas * args.cpus_per_replica),
              include_dashboard=False, log_to_driver=False)

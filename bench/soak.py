@@ -6,8 +6,8 @@ not an image, truncated, bad strength, bad format, wrong Content-Type, decompres
 header, multipart without a file), each with the status it must get. It reports every
 unexpected answer (a wrong status, a non-JSON error, a dropped connection; target 0),
 p50/p99 latency, and the model replicas' resident memory (from `GET /stats`) sampled
-through the run: at the start (after warming up under the load), at the end, and its
-growth.
+through the run: at the start (after warming up under the load), at the end, its
+growth, and its trend over the second half (MiB per minute).
 
     python bench/soak.py --quick                   # 45 s at 16 clients, trains its own model
     python bench/soak.py --model /tmp/srv_fit/model            # 10 minutes at 32 clients
@@ -188,8 +188,12 @@ def memory_summary(samples: list, warm_s: float) -> dict:
     for pid, series in by_pid.items():
         warm = [s for s in series if s[0] >= warm_s] or series
         start, end = warm[0][1], series[-1][1]
+        late = warm[len(warm) // 2:]  # the second half: is it still climbing?
+        slope = (np.polyfit([t for t, _ in late], [r for _, r in late], 1)[0] * 60
+                 if len(late) >= 3 else float("nan"))
         summary[pid] = {"start_mb": start, "end_mb": end, "growth_mb": round(end - start, 1),
-                        "max_mb": max(r for _, r in series), "samples": len(series)}
+                        "max_mb": max(r for _, r in series), "samples": len(series),
+                        "late_mb_per_min": round(float(slope), 2)}
     return summary
 
 
@@ -256,8 +260,8 @@ def main() -> int:
     for pid, m in memory.items():
         who = "ingress" if pid == "ingress" else f"model replica pid {pid}"
         print(f"{who}: RSS {m['start_mb']:.0f} MiB after warm-up, {m['end_mb']:.0f} "
-              f"MiB at the end ({m['growth_mb']:+.0f}), max {m['max_mb']:.0f}, "
-              f"{m['samples']} samples")
+              f"MiB at the end ({m['growth_mb']:+.0f}), max {m['max_mb']:.0f}; second half "
+              f"{m['late_mb_per_min']:+.1f} MiB/min ({m['samples']} samples)")
     grew = [pid for pid, m in memory.items() if m["growth_mb"] > args.max_growth_mb]
     if args.json:
         args.json.write_text(json.dumps({

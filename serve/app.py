@@ -147,6 +147,15 @@ class Colorizer:
         return self.metadata
 
 
+def _direct(handle: DeploymentHandle) -> DeploymentHandle:
+    """The handle with Serve's gRPC transport (Ray >= 2.5x): arguments and results go to
+    the replica directly, not through the object store; the plain handle on older Rays."""
+    try:
+        return handle.options(_by_reference=False)
+    except TypeError:
+        return handle
+
+
 def _encode(result: np.ndarray, fmt: str) -> bytes:
     return encode_image(*split_alpha(result), fmt)
 
@@ -258,7 +267,7 @@ class Ingress:
     """HTTP front: limits, API key and options; the image work goes to Colorizer as bytes."""
 
     def __init__(self, colorizer: DeploymentHandle, settings: Settings):
-        self.colorizer = colorizer.options(_by_reference=False)
+        self.colorizer = _direct(colorizer)
         self.settings = settings
         self.page = (STATIC / "index.html").read_text(encoding="utf-8")
         self._metadata: dict[str, Any] | None = None

@@ -164,15 +164,26 @@ class CpuMeter:
             return "proxy"
         return "ray other"  # controller, raylet, GCS, agents, idle workers
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self) -> dict[int, tuple[str, float]]:
+        """pid -> (role, CPU seconds so far)."""
         me = psutil.Process()
-        totals: dict[str, float] = defaultdict(float)
+        found = {}
         for proc in [me, *me.children(recursive=True)]:
             try:
                 times = proc.cpu_times()
-                totals[self.role(proc)] += times.user + times.system
+                found[proc.pid] = (self.role(proc), times.user + times.system)
             except psutil.Error:
                 continue
+        return found
+
+    @staticmethod
+    def spent(before: dict, after: dict) -> dict[str, float]:
+        """CPU seconds per role between two snapshots, over the processes in both (a
+        process missing from one would count its whole life)."""
+        totals: dict[str, float] = defaultdict(float)
+        for pid, (role, seconds) in after.items():
+            if pid in before:
+                totals[role] += seconds - before[pid][1]
         return totals
 
 
@@ -253,9 +264,8 @@ def run_rounds(servers: dict[str, str], ceiling: InProcess, bodies, levels, args
                 else:
                     row = asyncio.run(closed_loop(servers[name], bodies, level, args.slice_seconds))
                     row["rate"] = row["ok"] / row["seconds"]
-                after = meter.snapshot()
                 row.update(server=name, level=level, round=r, load=load,
-                           cpu_s={k: after[k] - before.get(k, 0.0) for k in after})
+                           cpu_s=meter.spent(before, meter.snapshot()))
                 slices.append(row)
                 print(f"  c={level:<3} round {r}  {name:16} {row['rate']:6.1f}/s  "
                       f"errors {len(row['errors'])}  load {load:.1f}", flush=True)

@@ -55,6 +55,16 @@ def colorize_batch(
     return [_compose(p, ab * strength) for p, ab in predict_full_ab(artifact, images)]
 
 
+def colorize_batch_strengths(
+    artifact: Artifact, images: list[np.ndarray], strengths: list[float]
+) -> list[np.ndarray]:
+    """`colorize_batch` with one strength per image, still one forward pass (a served
+    batch mixes requests that asked for different strengths)."""
+    strengths = [check_strength(s) for s in strengths]
+    predictions = predict_full_ab(artifact, images)
+    return [_compose(p, ab * s) for (p, ab), s in zip(predictions, strengths, strict=True)]
+
+
 def predict_full_ab(artifact: Artifact, images: list[np.ndarray]) -> list[tuple[dict, np.ndarray]]:
     """Per image: its prepared planes (full-size normalised L, alpha) and the predicted
     normalised a/b upsampled to full size (H, W, 2)."""

@@ -1,8 +1,11 @@
-"""The Ray Serve application: a FastAPI ingress that validates, and a batched model deployment.
+"""The Ray Serve application: a thin FastAPI ingress and a batched model deployment.
 
-    HTTP -> Ingress (limits, API key, decode, encode) -> Colorizer (@serve.batch, one
-    forward pass per batch through `colorize.colorizer.colorize_batch`)
+    HTTP -> Ingress (limits, API key, options; retries once if the model replica dies)
+         -> Colorizer (decode, @serve.batch forward pass, encode; all in the replica)
 
+Bytes travel between the two deployments, never decoded arrays: the upload (tens of KiB)
+goes in and the encoded result comes back, so no image crosses the object store, and
+the codec runs in the model replica's threads while its next batch fills.
 `build_app(settings)` joins the two with `bind`; `app_builder(args)` is the same for
 `serve run serve/config.yaml` (the `args` mapping holds `Settings` fields). Decoding and
 encoding reuse `colorize.images`, so the endpoint accepts what the CLI accepts, with the
@@ -14,24 +17,30 @@ import asyncio
 import hmac
 import logging
 import math
+import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from colorize.artifact import load_artifact, read_metadata
-from colorize.colorizer import colorize_batch
+from colorize.colorizer import MAX_STRENGTH, check_strength, colorize_batch_strengths
 from colorize.data import stored_side
 from colorize.errors import ColorizeError
 from colorize.images import decode_image, encode_image, split_alpha
+from serve.batching import Batcher
 from serve.settings import API_KEY_HEADER, Settings
 
 log = logging.getLogger(__name__)
@@ -40,19 +49,41 @@ STATIC = Path(__file__).resolve().parent / "static"
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 RAW_TYPES = ("image/", "application/octet-stream")
 UPLOAD_FIELDS = ("file", "image")
+REPLICA_GONE = (RayActorError, ReplicaUnavailableError)  # the model replica died under a call
+STAGES = ("decode", "queue", "model", "encode")
+
+
+class StageClock:
+    """Milliseconds spent per stage, summed over requests: where a request's time goes."""
+
+    def __init__(self, stages: tuple[str, ...]):
+        self.totals = dict.fromkeys(stages, 0.0)
+        self.count = 0
+
+    def add(self, **ms: float) -> None:
+        for stage, value in ms.items():
+            self.totals[stage] += value
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: round(v / max(1, self.count), 2) for k, v in self.totals.items()}
 
 
 @serve.deployment(name="Colorizer")
 class Colorizer:
-    """Loads the artifact once per replica, warms it up, and colorizes batches of images."""
+    """Loads the artifact once per replica, warms it up, and turns image bytes into
+    colorized image bytes; the forward passes are batched across requests."""
 
     def __init__(self, settings: Settings):
         started = time.perf_counter()
+        self.settings = settings
         self.artifact = load_artifact(settings.model_dir)
         self.metadata = read_metadata(settings.model_dir)
         self.batch_sizes: Counter[int] = Counter()
-        self._batched.set_max_batch_size(settings.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self.stats_lock = threading.Lock()
+        self.clock = StageClock(STAGES)
+        self.batcher = Batcher(self._run_batch, settings.max_batch_size,
+                               settings.batch_wait_timeout_s)
         self._warm_up(settings.max_batch_size)
         log.info("colorizer ready in %.1fs (%s)", time.perf_counter() - started, settings.model_dir)
 
@@ -60,43 +91,73 @@ class Colorizer:
         """Run the model once at batch 1 and at full batch so the first request is not slow."""
         side = stored_side(self.artifact.config.image_size)
         for count in sorted({1, batch}):
-            colorize_batch(self.artifact, [np.zeros((side, side), np.uint8)] * count)
+            grey = [np.zeros((side, side), np.uint8)] * count
+            colorize_batch_strengths(self.artifact, grey, [1.0] * count)
 
-    async def colorize(self, image: np.ndarray) -> np.ndarray | dict:
-        """One decoded image -> colorized uint8 array, or {"error", "status"} for the caller."""
-        return await self._batched(image)
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
-    async def _batched(self, images: list[np.ndarray]) -> list[np.ndarray | dict]:
-        self.batch_sizes[len(images)] += 1
-        try:  # off the event loop, so the next batch fills while this one runs
-            return await asyncio.to_thread(colorize_batch, self.artifact, images)
-        except Exception:  # one odd image must not fail its neighbours: retry one by one
-            log.exception("batch of %d failed; colorizing its images one at a time", len(images))
-            return [await asyncio.to_thread(self._one, image) for image in images]
-
-    def _one(self, image: np.ndarray) -> np.ndarray | dict:
+    async def colorize(self, data: bytes, fmt: str = "png", strength: float = 1.0) -> dict:
+        """Image bytes -> {"payload", "width", "height"}, or {"error", "status"}."""
+        t0 = time.perf_counter()
         try:
-            return colorize_batch(self.artifact, [image])[0]
+            image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
         except ColorizeError as exc:
             return {"error": str(exc), "status": exc.status}
-        except Exception as exc:
-            log.exception("could not colorize an image of shape %s", image.shape)
-            return {"error": f"the model could not colorize this image ({type(exc).__name__})",
-                    "status": 500}
+        t1 = time.perf_counter()
+        result, queued_ms, model_ms = await self.batcher((image, strength, t1))
+        if isinstance(result, dict):
+            return result
+        t2 = time.perf_counter()
+        try:
+            payload = await asyncio.to_thread(_encode, result, fmt)
+        except ColorizeError as exc:
+            return {"error": str(exc), "status": exc.status}
+        self.clock.add(decode=(t1 - t0) * 1e3, queue=queued_ms, model=model_ms,
+                       encode=(time.perf_counter() - t2) * 1e3)
+        return {"payload": payload, "width": result.shape[1], "height": result.shape[0]}
+
+    def _run_batch(self, items: list[tuple[np.ndarray, float, float]]) -> list[tuple]:
+        """One forward pass (on the batcher's thread): (result or error dict, queue ms,
+        model ms) per item."""
+        started = time.perf_counter()
+        with self.stats_lock:  # stats() reads it on the event loop
+            self.batch_sizes[len(items)] += 1
+        images, strengths = [i[0] for i in items], [i[1] for i in items]
+        try:
+            results = colorize_batch_strengths(self.artifact, images, strengths)
+        except Exception:  # one odd image must not fail its neighbours: retry one by one
+            log.exception("batch of %d failed; colorizing its images one at a time", len(items))
+            results = [self._one(image, s) for image, s in zip(images, strengths, strict=True)]
+        model_ms = (time.perf_counter() - started) * 1e3
+        return [(r, (started - i[2]) * 1e3, model_ms) for r, i in zip(results, items, strict=True)]
 
     def stats(self) -> dict[str, Any]:
-        """Batch-size histogram of this replica (what the tests and /stats read)."""
-        sizes = {int(k): v for k, v in sorted(self.batch_sizes.items())}
+        """Batch-size histogram and mean ms per stage of this replica (the tests and /stats)."""
+        with self.stats_lock:
+            sizes = {int(k): v for k, v in sorted(self.batch_sizes.items())}
         return {
             "replica": serve.get_replica_context().replica_id.unique_id,
+            "pid": os.getpid(),
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "batches": sum(sizes.values()),
             "images": sum(k * v for k, v in sizes.items()),
             "batch_sizes": sizes,
+            "stage_ms": self.clock.means(),
         }
 
     def get_metadata(self) -> dict[str, Any]:
         return self.metadata
+
+
+def _direct(handle: DeploymentHandle) -> DeploymentHandle:
+    """The handle with Serve's gRPC transport (Ray >= 2.5x): arguments and results go to
+    the replica directly, not through the object store; the plain handle on older Rays."""
+    try:
+        return handle.options(_by_reference=False)
+    except TypeError:
+        return handle
+
+
+def _encode(result: np.ndarray, fmt: str) -> bytes:
+    return encode_image(*split_alpha(result), fmt)
 
 
 api = FastAPI(
@@ -106,13 +167,14 @@ api = FastAPI(
 )
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
 @api.exception_handler(ColorizeError)
 async def _colorize_error(request: Request, exc: ColorizeError) -> JSONResponse:
-    return _error(exc.status, str(exc))
+    retry = {"Retry-After": "5"} if exc.status == 503 else None
+    return _error(exc.status, str(exc), retry)
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -158,6 +220,8 @@ COLORIZE_BODY = {
         "401": {"description": "API key missing or wrong (when the server has one)"},
         "413": {"description": "body or pixel count over the limit"},
         "415": {"description": "not a readable image, or a wrong Content-Type"},
+        "422": {"description": "strength not a number from 0 to 3"},
+        "503": {"description": "the server is stopping, or the model replica failed twice"},
     },
 }
 
@@ -200,13 +264,16 @@ async def _file_from_multipart(request: Request, body: bytes) -> bytes:
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    """HTTP front: limits, API key, decoding and encoding; the model work goes to Colorizer."""
+    """HTTP front: limits, API key and options; the image work goes to Colorizer as bytes."""
 
     def __init__(self, colorizer: DeploymentHandle, settings: Settings):
-        self.colorizer = colorizer
+        self.colorizer = _direct(colorizer)
         self.settings = settings
         self.page = (STATIC / "index.html").read_text(encoding="utf-8")
         self._metadata: dict[str, Any] | None = None
+        self.in_flight = 0  # /colorize requests being answered (what a drain waits for)
+        self.stopping = False
+        self.retries = 0
 
     def _check_key(self, request: Request) -> None:
         expected = self.settings.api_key
@@ -223,7 +290,8 @@ class Ingress:
 
     @api.get("/healthz", summary="liveness: answers while the server runs")
     async def healthz(self) -> dict[str, Any]:
-        return {"status": "ok", "api_key_required": self.settings.api_key is not None}
+        return {"status": "stopping" if self.stopping else "ok",
+                "api_key_required": self.settings.api_key is not None}
 
     @api.get("/model", summary="the artifact's metadata and metrics, and the serving settings")
     async def model(self, request: Request) -> dict[str, Any]:
@@ -232,31 +300,63 @@ class Ingress:
             self._metadata = await self.colorizer.get_metadata.remote()
         return {**self._metadata, "serving": self.settings.public()}
 
-    @api.get("/stats", summary="batch-size histogram of one model replica")
+    @api.get("/stats", summary="batch sizes and time per stage of one model replica")
     async def stats(self, request: Request) -> dict[str, Any]:
         self._check_key(request)
-        return await self.colorizer.stats.remote()
+        return {**await self.colorizer.stats.remote(), "ingress_retries": self.retries,
+                "ingress_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
     @api.post("/colorize", summary="colorize one image", openapi_extra=COLORIZE_BODY)
     async def colorize(
         self,
         request: Request,
         format: str = Query("png", description="output format: png, jpeg or webp"),
+        strength: float = Query(
+            1.0, description=f"colour strength from 0 (grey) to {MAX_STRENGTH:g}; "
+            "1 is the model's calibrated colour"),
     ) -> Response:
+        if self.stopping:
+            raise ColorizeError("the server is stopping; send the request again later", 503)
         self._check_key(request)
         fmt = format.lower()
         if fmt not in MEDIA_TYPES:
             raise ColorizeError(f"unsupported output format {format!r}; use png, jpeg or webp")
-        data = await self._upload(request)
-        image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
-        result = await self.colorizer.colorize.remote(image)
-        if isinstance(result, dict):
-            raise ColorizeError(result["error"], result["status"])
-        rgb, alpha = split_alpha(result)
-        payload = await asyncio.to_thread(encode_image, rgb, alpha, fmt)
-        height, width = rgb.shape[:2]
-        return Response(payload, media_type=MEDIA_TYPES[fmt],
-                        headers={"X-Image-Size": f"{width}x{height}"})
+        strength = check_strength(strength)
+        self.in_flight += 1
+        try:
+            data = await self._upload(request)
+            answer = await self._colorize_once_more_if_lost(data, fmt, strength)
+        finally:
+            self.in_flight -= 1
+        if "error" in answer:
+            raise ColorizeError(answer["error"], answer["status"])
+        return Response(answer["payload"], media_type=MEDIA_TYPES[fmt],
+                        headers={"X-Image-Size": f"{answer['width']}x{answer['height']}"})
+
+    async def _colorize_once_more_if_lost(self, data: bytes, fmt: str, strength: float) -> dict:
+        """Colorizing is idempotent, so a request whose model replica died is sent once more
+        (Serve routes it to a live replica, or waits for the restarted one)."""
+        try:
+            return await self.colorizer.colorize.remote(data, fmt, strength)
+        except REPLICA_GONE as exc:
+            log.warning("model replica lost under a request (%s); retrying once", type(exc).__name__)
+            self.retries += 1
+        try:
+            return await self.colorizer.colorize.remote(data, fmt, strength)
+        except REPLICA_GONE:
+            raise ColorizeError("the model replica failed twice on this request; "
+                                "send it again in a few seconds", 503) from None
+
+    async def drain(self, timeout_s: float, grace_s: float = 0.0) -> int:
+        """After `grace_s` (for requests already on their way), refuse new work (503) and
+        wait until the requests in flight are answered; returns how many were still
+        unanswered at the timeout (0 when drained)."""
+        await asyncio.sleep(grace_s)
+        self.stopping = True
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.in_flight
 
     async def _upload(self, request: Request) -> bytes:
         """The image bytes from a raw body or a multipart upload, within the size limit."""
@@ -276,14 +376,21 @@ class Ingress:
 
 
 def colorizer_options(settings: Settings) -> dict[str, Any]:
-    """Replicas or autoscaling, concurrency and resources of the model deployment."""
+    """Replicas or autoscaling, concurrency, health checks and resources of the model."""
     target = settings.target_ongoing_requests or float(settings.max_batch_size)
     options: dict[str, Any] = {
-        # room for one batch running and the next one filling
+        # room for one batch running and the next one filling (decoding included)
         "max_ongoing_requests": max(2 * settings.max_batch_size, math.ceil(target), 2),
+        # a hung replica is replaced; a dead one is restarted as soon as Ray reports it
+        "health_check_period_s": 2.0,
+        "health_check_timeout_s": 30.0,
+        # a stopping replica first answers what it holds
+        "graceful_shutdown_wait_loop_s": 0.5,
+        "graceful_shutdown_timeout_s": 20.0,
         "ray_actor_options": {
             "num_cpus": settings.cpus_per_replica,
             "num_gpus": settings.gpus_per_replica,
+            "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}},
         },
     }
     if settings.min_replicas == settings.max_replicas:
@@ -302,7 +409,9 @@ def ingress_options(settings: Settings) -> dict[str, Any]:
     return {
         "num_replicas": 1,
         "max_ongoing_requests": max(256, 8 * settings.max_batch_size * settings.max_replicas),
-        "ray_actor_options": {"num_cpus": 0},
+        "health_check_period_s": 2.0,
+        "graceful_shutdown_wait_loop_s": 0.5,
+        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}},
     }
 
 

@@ -1,7 +1,7 @@
 """The Ray Serve application: a thin FastAPI ingress and a batched model deployment.
 
     HTTP -> Ingress (limits, API key, options; retries once if the model replica dies)
-         -> Colorizer (decode, @serve.batch forward pass, encode; all in the replica)
+         -> Colorizer (decode, batched forward pass (serve/batching.py), encode)
 
 Bytes travel between the two deployments, never decoded arrays: the upload (tens of KiB)
 goes in and the encoded result comes back, so no image crosses the object store, and

@@ -1,7 +1,7 @@
 """The Ray Serve application: a thin FastAPI ingress and a batched model deployment.
 
     HTTP -> Ingress (limits, API key, options; retries once if the model replica dies)
-         -> Colorizer (decode, @serve.batch forward pass, encode; all in the replica)
+         -> Colorizer (decode, batched forward pass (serve/batching.py), encode)
 
 Bytes travel between the two deployments, never decoded arrays: the upload (tens of KiB)
 goes in and the encoded result comes back, so no image crosses the object store, and
@@ -128,6 +128,16 @@ class Colorizer:
             results = [self._one(image, s) for image, s in zip(images, strengths, strict=True)]
         model_ms = (time.perf_counter() - started) * 1e3
         return [(r, (started - i[2]) * 1e3, model_ms) for r, i in zip(results, items, strict=True)]
+
+    def _one(self, image: np.ndarray, strength: float) -> np.ndarray | dict:
+        try:
+            return colorize_batch_strengths(self.artifact, [image], [strength])[0]
+        except ColorizeError as exc:
+            return {"error": str(exc), "status": exc.status}
+        except Exception as exc:
+            log.exception("could not colorize an image of shape %s", image.shape)
+            return {"error": f"the model could not colorize this image ({type(exc).__name__})",
+                    "status": 500}
 
     def stats(self) -> dict[str, Any]:
         """Batch-size histogram and mean ms per stage of this replica (the tests and /stats)."""

@@ -23,7 +23,7 @@ API_KEY_HEADER = "X-API-Key"
 @dataclass(frozen=True)
 class Settings:
     model_dir: str  # the artifact folder written by `colorize fit` / `colorize train`
-    max_batch_size: int = 16  # images per forward pass (@serve.batch); 1 turns batching off
+    max_batch_size: int = 16  # images per forward pass (serve/batching.py); 1 turns batching off
     batch_wait_timeout_s: float = 0.15  # longest wait for a batch to fill (serve/batching.py)
     max_upload_bytes: int = 20 * 1024 * 1024  # request bodies above this get 413
     max_pixels: int = MAX_PIXELS  # images above this (read from the header) get 413

@@ -563,3 +563,22 @@ def test_batcher_forms_the_next_batch_from_what_queued_while_the_model_ran():
         assert await batcher(5) == 50  # the loop keeps serving after a failed batch
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_one_bad_image_does_not_fail_its_batch(local_artifact):
+    """The model replica's batch step, without Ray: when the forward pass of a batch fails,
+    its images are colorized one by one, and only the bad one gets an error."""
+    import threading
+    from collections import Counter
+
+    from serve.app import STAGES, Colorizer, StageClock
+
+    replica = Colorizer.func_or_class.__new__(Colorizer.func_or_class)
+    replica.artifact, replica.batch_sizes = local_artifact, Counter()
+    replica.stats_lock, replica.clock = threading.Lock(), StageClock(STAGES)
+    good = photo(24, 24)
+    bad = np.zeros((24, 24, 5), np.uint8)  # five channels: no decoder makes this
+    results = replica._run_batch([(good, 1.0, 0.0), (bad, 1.0, 0.0), (good, 0.0, 0.0)])
+    assert results[0][0].shape == (24, 24, 3) and results[2][0].shape == (24, 24, 3)
+    assert isinstance(results[1][0], dict) and results[1][0]["status"] == 500

@@ -59,9 +59,11 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     helps = TrainConfig.field_help()
     for field in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
+        # Choices are listed, not enforced here: TrainConfig refuses a bad value in one line.
+        choices = CHOICES.get(field.name)
         group.add_argument(
             "--" + field.name.replace("_", "-"), dest=field.name, type=kind, default=None,
-            choices=CHOICES.get(field.name), metavar="yes|no" if kind is _yes_no else None,
+            metavar="|".join(choices) if choices else ("yes|no" if kind is _yes_no else None),
             help=f"{helps.get(field.name, '')} (default: {field.default})",
         )
 

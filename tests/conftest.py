@@ -101,14 +101,23 @@ def tiny_rgb_batch() -> np.ndarray:
 @contextlib.contextmanager
 def loopback_cluster(base_port: int, workers: int = 1, cpus: int = 1):
     """A real Ray cluster of 1 + `workers` nodes on 127.0.0.1 with token auth (what
-    `colorize cluster up` starts), on ports from `base_port`; always stopped at the end."""
+    `colorize cluster up` starts), on ports from `base_port` (or 1000 higher, up to 4 times,
+    while another run of the suite on this machine holds them); always stopped at the end."""
     from colorize import local_cluster
+    from colorize.errors import ColorizeError
 
     state = Path(tempfile.mkdtemp(prefix="clz-test-", dir="/tmp"))  # short: Ray's socket paths
     started = None
     try:
-        started = local_cluster.up(state, workers=workers, cpus=cpus, base_port=base_port,
-                                   object_store_mb=128)
+        for attempt in range(5):
+            try:
+                started = local_cluster.up(state, workers=workers, cpus=cpus,
+                                           base_port=base_port + 1000 * attempt,
+                                           object_store_mb=128)
+                break
+            except ColorizeError as exc:
+                if "is in use" not in str(exc) or attempt == 4:
+                    raise
         yield started
     finally:
         if started is not None:

@@ -258,7 +258,8 @@ def test_down_stops_exactly_what_up_started(cluster):
     try:
         started = [p.pid for node in cluster.nodes for p in local_cluster._node_processes(node)]
         assert len(started) > 5
-        assert local_cluster.stop(cluster, grace_s=10) == len(started)
+        # idle Ray workers may exit by themselves between the listing and the stop
+        assert 0 < local_cluster.stop(cluster, grace_s=10) <= len(started)
         survivors = [pid for pid in started if psutil.pid_exists(pid)
                      and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
         assert survivors == []

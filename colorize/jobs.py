@@ -67,11 +67,16 @@ def connect(address: str | None = None, token_file: str | Path | None = None):
     """A JobSubmissionClient for the cluster, with the token; clear errors when refused."""
     from ray.job_submission import JobSubmissionClient
 
+    return open_client(JobSubmissionClient, address, token_file)
+
+
+def open_client(client_class, address: str | None = None, token_file: str | Path | None = None):
+    """A Ray dashboard client of `client_class` (jobs, Serve) on the cluster, with the token."""
     url = dashboard_address(address)
     token = read_token(token_file)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with _cluster_errors(url):
-        return JobSubmissionClient(url, headers=headers)
+        return client_class(url, headers=headers)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import yaml
 
 from colorize.errors import ColorizeError
-from colorize.jobs import _cluster_errors, dashboard_address, read_token
+from colorize.jobs import _cluster_errors, open_client
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,7 @@ def connect(address: str | None = None, token_file: str | Path | None = None):
     """A ServeSubmissionClient on the cluster's dashboard, with the token."""
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
-    url = dashboard_address(address)
-    token = read_token(token_file)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with _cluster_errors(url):
-        return ServeSubmissionClient(url, headers=headers)
+    return open_client(ServeSubmissionClient, address, token_file)
 
 
 def ship_runtime_env(client) -> dict:

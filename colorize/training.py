@@ -87,6 +87,13 @@ def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourful
     return scores["psnr"] - UNCOLOURFUL_PENALTY
 
 
+def truth_colourfulness(tiles: np.ndarray, size: int) -> float:
+    """Mean colourfulness of the centre crops themselves: what the "colour" monitor's floor
+    is a share of."""
+    truth = data.center_crop(tiles, size)
+    return float(np.mean([metrics.colourfulness(t) for t in truth])) if len(truth) else 0.0
+
+
 class RGBMetrics(keras.callbacks.Callback):
     """Adds val_ssim, val_psnr, val_colourfulness and val_monitor to each epoch's logs,
     before other callbacks."""
@@ -94,8 +101,7 @@ class RGBMetrics(keras.callbacks.Callback):
     def __init__(self, val_tiles: np.ndarray, config: TrainConfig):
         super().__init__()
         self.val_tiles, self.config = val_tiles, config
-        truth = data.center_crop(val_tiles, config.image_size)
-        self.truth_colourfulness = float(np.mean([metrics.colourfulness(t) for t in truth])) if len(truth) else 0.0
+        self.truth_colourfulness = truth_colourfulness(val_tiles, config.image_size)
         self.started = time.monotonic()
 
     def on_train_begin(self, logs=None):
@@ -298,7 +304,7 @@ class EpochTrainer:
 
     def __init__(self, config: TrainConfig, train_tiles: np.ndarray, val_tiles: np.ndarray):
         self.config, self.val_tiles = config, val_tiles
-        self.truth_colourfulness = RGBMetrics(val_tiles, config).truth_colourfulness
+        self.truth_colourfulness = truth_colourfulness(val_tiles, config.image_size)
         self.model = compile_model(config, train_tiles)
         self.dataset = data.make_dataset(
             train_tiles, config.image_size, config.batch_size, config.seed, training=True

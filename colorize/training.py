@@ -57,6 +57,16 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
     return model
 
 
+def learning_rate_at(config: TrainConfig, epoch: int) -> float:
+    """The epoch's learning rate: a function of the epoch alone, so a resumed run (or a
+    fold trained in lockstep) follows the same schedule as an uninterrupted one."""
+    return config.learning_rate * config.lr_decay**epoch
+
+
+def _lr_schedule(config: TrainConfig) -> keras.callbacks.Callback:
+    return keras.callbacks.LearningRateScheduler(lambda epoch, _: learning_rate_at(config, epoch))
+
+
 def predict_ab(model: keras.Model, l_norm: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Plain batched forward pass (no tf.function retracing per shape, works under any strategy)."""
     out = [
@@ -266,7 +276,7 @@ def fit(
     )
     val_ds = data.make_dataset(val_tiles, config.image_size, config.batch_size, 0, training=False)
     early_stopping = ResumableEarlyStopping(history.get(MONITOR_KEY, []), config.patience)
-    all_callbacks: list[keras.callbacks.Callback] = [RGBMetrics(val_tiles, config)]
+    all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config), RGBMetrics(val_tiles, config)]
     if checkpoint_dir is not None:
         all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
     all_callbacks += list(callbacks)
@@ -316,7 +326,7 @@ class EpochTrainer:
         """Train one more epoch; the train loss and validation RGB scores (val_ssim, ...)."""
         result = self.model.fit(
             self.dataset, epochs=self.epoch + 1, initial_epoch=self.epoch,
-            steps_per_epoch=self.steps, verbose=0, shuffle=False,
+            steps_per_epoch=self.steps, verbose=0, shuffle=False, callbacks=[_lr_schedule(self.config)],
         )
         self.epoch += 1
         scores = score_tiles(self.model, self.val_tiles, self.config)

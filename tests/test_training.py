@@ -127,3 +127,21 @@ def test_epoch_line_reads_the_logs_it_has():
         "epoch 3/20: loss 0.0213, val SSIM 0.9012, PSNR 22.31 dB, colourfulness 14.2, "
         "412 img/s, 2m10s left at most")
     assert epoch_line(1, 1, {"loss": 0.5}, 10, 0) == "epoch 1/1: loss 0.5000, 10 img/s, 0s left"
+
+
+def test_learning_rate_decays_per_epoch_and_a_resumed_fit_follows_the_schedule(tiles, tiny_config, tmp_path):
+    import dataclasses
+
+    decaying = dataclasses.replace(tiny_config, lr_decay=0.5, epochs=2)
+    recorder = Recorder()
+    fit(decaying, *tiles, callbacks=[recorder], checkpoint_dir=tmp_path / "ckpt", verbose=0)
+    rates = [log["learning_rate"] for log in recorder.logs]
+    assert np.allclose(rates, [decaying.learning_rate, decaying.learning_rate * 0.5])
+    recorder = Recorder()  # epoch 3 after a resume: the schedule continues, not restarts
+    model, _ = fit(dataclasses.replace(decaying, epochs=3), *tiles, callbacks=[recorder],
+                   checkpoint_dir=tmp_path / "ckpt", verbose=0)
+    assert np.isclose(recorder.logs[0]["learning_rate"], decaying.learning_rate * 0.25)
+    trainer = EpochTrainer(decaying, *tiles)  # the lockstep trainer of tuning follows it too
+    trainer.run_epoch()
+    trainer.run_epoch()
+    assert np.isclose(float(trainer.model.optimizer.learning_rate), decaying.learning_rate * 0.5)

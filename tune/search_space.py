@@ -32,7 +32,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 # Fields a search may vary; the rest (image size and views, which shape the shared tiles,
 # seed, ...) are fixed by CLI options.
 SEARCHABLE = (
-    "batch_size", "loss", "learning_rate", "base_filters", "depth", "dropout", "ssim_weight",
+    "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",
     "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context",
 )
 

@@ -106,7 +106,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size)]
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
-        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress)
+        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress,
+                          test_source=args.test_data)
     test = metrics["test"]
     print(quality_table(test))
     source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
@@ -193,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_option(fit_p)
     fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
     fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
+    fit_p.add_argument("--test-data", action=_DataAction, default=None, metavar="DIR",
+                       help="score on these photos (a benchmark's test folder; repeatable) and "
+                            "split --data 85/15 into training and validation only")
     fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
     add_config_options(fit_p)
     fit_p.set_defaults(func=_cmd_fit)

@@ -34,6 +34,7 @@ from colorize.images import IMAGE_EXTENSIONS, decode_image, is_greyscale, split_
 log = logging.getLogger(__name__)
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test
+NO_TEST_FRACTIONS = (0.85, 0.15, 0.0)  # when the test photos come from another folder
 CACHE_VERSION = 2  # bump when the stored layout changes
 SAMPLE = "sample"
 DataSource = str | Path | Sequence[str | Path]  # one folder or 'sample', or several
@@ -414,11 +415,14 @@ class Split:
 
 
 def split_photos(count: int, seed: int = 0, fractions=SPLIT_FRACTIONS) -> Split:
-    """Deterministic 70/15/15 split of `count` photos (by photo), each part non-empty."""
-    if count < 3:
-        raise ColorizeError(f"need at least 3 photos to split into train/val/test, got {count}")
+    """Deterministic 70/15/15 split of `count` photos (by photo), each part non-empty (the
+    test part is empty only when its fraction is 0: the test photos come from elsewhere)."""
+    parts = 3 if fractions[2] else 2
+    if count < parts:
+        raise ColorizeError(f"need at least {parts} photos to split into train/val"
+                            f"{'/test' if parts == 3 else ''}, got {count}")
     order = np.random.default_rng(seed).permutation(count)
-    n_test = max(1, int(round(count * fractions[2])))
+    n_test = max(1, int(round(count * fractions[2]))) if fractions[2] else 0
     n_val = max(1, int(round(count * fractions[1])))
     n_train = count - n_val - n_test
     return Split(

@@ -19,6 +19,7 @@ from colorize import metrics as metrics_lib
 from colorize.artifact import Artifact, save_artifact
 from colorize.calibration import calibrate
 from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
 from colorize.evaluation import evaluate_photos
 from colorize.plots import plot_history, plot_results
 from colorize.training import fit, score_tiles
@@ -35,12 +36,15 @@ class PreparedData:
     source: str | list[str]  # one folder or 'sample', or several folders
     photoset: data.PhotoSet
     split: data.Split
+    test_source: str | list[str] | None = None  # a separate test set: the split has no test part
 
     def tiles(self, part: str):
         """Training gets every view of its photos; validation and test the working scale."""
         return self.photoset.tiles_of(getattr(self.split, part), all_views=part == "train")
 
     def photos(self, part: str) -> list[data.Photo]:
+        if part == "test" and self.test_source is not None:
+            return data.photos_from(self.test_source)
         by_name = {p.name: p for p in data.photos_from(self.source)}
         return [by_name[self.photoset.names[i]] for i in getattr(self.split, part)]
 
@@ -48,26 +52,38 @@ class PreparedData:
         return {
             "source": self.source,
             "fingerprint": self.photoset.fingerprint,
-            "photos": {part: len(getattr(self.split, part)) for part in ("train", "val", "test")},
-            "tiles": {part: len(self.tiles(part)) for part in ("train", "val", "test")},
+            "photos": {part: len(getattr(self.split, part)) for part in ("train", "val")}
+            | {"test": len(self.photos("test")) if self.test_source else len(self.split.test)},
+            "tiles": {part: len(self.tiles(part)) for part in ("train", "val")},
+            **({"test_source": self.test_source} if self.test_source else {}),
             "skipped": len(self.photoset.skipped),
         }
 
 
-def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None) -> PreparedData:
+def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
+                 test_source: data.DataSource | None = None) -> PreparedData:
+    """Load `source` and split it by photo: 70/15/15, or 85/15 train/validation when a
+    separate `test_source` (say a benchmark's test folder) is what the model is scored on."""
+    if test_source is not None and not data.photos_from(test_source):  # before any decoding
+        raise ColorizeError(f"no photos in the test data {data.describe_source(test_source)}")
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
-    return PreparedData(data.normalize_source(source), photoset, data.split_photos(len(photoset.names), config.seed))
+    if test_source is None:
+        split = data.split_photos(len(photoset.names), config.seed)
+        return PreparedData(data.normalize_source(source), photoset, split)
+    split = data.split_photos(len(photoset.names), config.seed, data.NO_TEST_FRACTIONS)
+    return PreparedData(data.normalize_source(source), photoset, split, data.normalize_source(test_source))
 
 
 def run_fit(
     config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1,
-    callbacks=(),
+    callbacks=(), test_source: data.DataSource | None = None,
 ) -> dict:
-    """Train on the train split, stop early on validation, evaluate on test; write outputs.
-    `callbacks` (Keras) see each epoch's logs with the validation scores in them."""
+    """Train on the train split, stop early on validation, evaluate on test (the split's, or
+    `test_source`); write outputs. `callbacks` (Keras) see each epoch's logs with the
+    validation scores in them."""
     out_dir = Path(out_dir)
     started = time.time()
-    prepared = prepare_data(source, config, cache_dir)
+    prepared = prepare_data(source, config, cache_dir, test_source)
     log.info("data: %s", json.dumps(prepared.info()))
     model, history = fit(
         config,

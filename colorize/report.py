@@ -82,7 +82,9 @@ def _header(out_dir: Path, metrics: dict, metadata: dict) -> str:
     return (
         f"<h1>Colorization model: {_e(out_dir.name)}</h1>"
         f"<p class='sub'>written {_e(when)} · data <code>{_e(data.get('source', '?'))}</code> "
-        f"({counts} photos train / val / test) · model artifact <code>model/</code> "
+        f"({counts} photos train / val / test"
+        + (f", test from <code>{_e(data['test_source'])}</code>" if data.get("test_source") else "")
+        + ") · model artifact <code>model/</code> "
         "(load with <code>colorize evaluate|predict</code> or the Serve endpoint)</p>"
     )
 
@@ -121,7 +123,7 @@ def _training_section(metrics: dict, metadata: dict) -> str:
         rows.append([f"Ray Train: {_e(key.replace('_', ' '))}", _fmt(value, 6)])
     tiles = metadata.get("data", {}).get("tiles")
     if tiles:
-        rows.append(["tiles train / val / test", " / ".join(str(tiles.get(p)) for p in ("train", "val", "test"))])
+        rows.append(["tiles train / val / test", " / ".join(str(tiles.get(p, "-")) for p in ("train", "val", "test"))])
     return "<h2>Training</h2>" + _table(["", "value"], rows)
 
 

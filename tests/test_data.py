@@ -216,3 +216,18 @@ def test_dataset_yields_cropped_normalised_pairs(tiny_rgb_batch):
     assert float(np.abs(ab).max()) < 1 and -0.5 <= float(np.min(l_norm)) <= float(np.max(l_norm)) <= 0.5
     evaluation = list(data.make_dataset(tiles, 16, 3, seed=0, training=False))
     assert sum(len(b[0]) for b in evaluation) == len(tiles)  # every tile once, no repeat
+
+
+def test_a_separate_test_folder_leaves_the_split_85_15_and_is_what_test_reads(tmp_path, cache_dir):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
+    train = write_photos(tmp_path / "train", 20)
+    bench = write_photos(tmp_path / "bench", 3, seed=5, size=(40, 56))
+    prepared = prepare_data(train, TrainConfig(image_size=32), cache_dir, test_source=bench)
+    assert [len(prepared.split.train), len(prepared.split.val), len(prepared.split.test)] == [17, 3, 0]
+    assert [p.load().shape[:2] for p in prepared.photos("test")] == [(40, 56)] * 3
+    assert prepared.info()["photos"] == {"train": 17, "val": 3, "test": 3}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ColorizeError, match="empty"):
+        prepare_data(train, TrainConfig(image_size=32), cache_dir, test_source=tmp_path / "empty")

@@ -93,6 +93,9 @@ def main() -> None:
                         help="also score these trained models (artifact folders)")
     parser.add_argument("--strengths", default=",".join(map(str, STRENGTHS)),
                         help="colour strengths of the trade-off sweep")
+    parser.add_argument("--budgets", default="", metavar="DB,...",
+                        help="also score each model calibrated with these colour budgets (dB of "
+                             "validation a/b PSNR given up for colour: --colour-budget-db)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 30 photos, 1 epoch, 5 test photos")
     args = parser.parse_args()
     if args.quick:
@@ -144,6 +147,18 @@ def main() -> None:
                       config=artifact.config.to_dict(), calibration=artifact.calibration,
                       sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
         results[name] = result
+
+    budgets = [float(x) for x in args.budgets.split(",") if x]
+    for name in list(results):  # the calibration a budget gives, scored on test
+        artifact = load_artifact(args.out / name / "model") if name in configs else load_artifact(
+            dict(m.partition("=")[::2] for m in args.models)[name])
+        for budget in budgets:
+            config = dataclasses.replace(artifact.config, colour_budget_db=budget, calibrate=True)
+            calibration = calibrate(artifact.model, config, val_tiles)
+            scored = evaluate_photos(Artifact(artifact.model, artifact.config, {"calibration": calibration}),
+                                     test_photos)
+            results[f"{name}@{budget:g}dB"] = {**scored, "train_seconds": "-", "calibration": calibration,
+                                              "sweep": {"1.0": scored["model"]}}
 
     any_result = next(iter(results.values()))
     grey, truth = any_result["grey"], any_result["truth"]

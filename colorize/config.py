@@ -45,6 +45,7 @@ class TrainConfig:
     monitor: str = "ssim"  # model selection: "ssim", "psnr", or "colour" (best PSNR among colourful epochs)
     colour_floor: float = 0.5  # "colour": validation colourfulness needed, as a share of the truth's
     calibrate: bool = True  # fit the colour gain (regression) or temperature (bins) on validation
+    colour_budget_db: float = 0.0  # calibration: validation a/b PSNR (dB) it may give up for more colour
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     max_minutes: float = 0.0  # wall-clock budget: stop after the epoch that reaches it (0 = none)
     seed: int = 0  # weights, shuffling, augmentation and splits
@@ -84,6 +85,8 @@ class TrainConfig:
             problems.append(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         if not 0.0 < self.temperature <= 1.0:
             problems.append(f"temperature must be in (0, 1], got {self.temperature}")
+        if not 0.0 <= self.colour_budget_db <= 3.0:
+            problems.append(f"colour_budget_db must be in [0, 3], got {self.colour_budget_db}")
         if not 0.0 <= self.colour_floor <= 1.5:
             problems.append(f"colour_floor must be in [0, 1.5], got {self.colour_floor}")
         if not 1 <= self.views <= MAX_VIEWS:

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.common import machine  # noqa: E402
+from colorize import precision  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
 from colorize.model import count_flops  # noqa: E402
 from colorize.training import compile_model  # noqa: E402
@@ -81,6 +82,8 @@ def main() -> None:
     repeats = 3 if args.quick else args.repeats
 
     print(f"machine: {machine()}; TensorFlow {tf.__version__}, threads: intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
+    print(f"--precision auto trains in {precision.resolve('auto')} here (native bf16: "
+          f"{'yes' if precision.cpu_has_bf16() else 'no'})")
     peak = matmul_peak(1.0 if args.quick else 5.0)
     print(f"float32 matmul peak (2048^3): {peak:.1f} GFLOP/s")
     bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text().lower() or "amx_bf16" in Path("/proc/cpuinfo").read_text().lower()

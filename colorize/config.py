@@ -17,7 +17,7 @@ from typing import Any
 from colorize.errors import ColorizeError
 
 LOSSES = ("mse", "ssim", "mse+ssim")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
 MONITORS = ("ssim", "psnr", "colour")
 MAX_VIEWS = 4

@@ -9,11 +9,13 @@ so the scene, not only the neighbourhood, decides the palette.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import layers, ops
 
-from colorize import ab_bins
+from colorize import ab_bins, precision
 from colorize.config import TrainConfig
 
 
@@ -56,6 +58,7 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
 
     `input_size` fixes H = W (for counting FLOPs); by default any size works.
     """
+    config = dataclasses.replace(config, precision=precision.resolve(config.precision))
     inputs = keras.Input(shape=(input_size, input_size, 1), name="L")
     x, skips = inputs, []
     for level in range(config.depth):  # encoder: H -> H / 2**depth

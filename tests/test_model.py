@@ -36,6 +36,9 @@ def test_flops_scale_with_pixels():
     ({"dropout": 1.5}, "dropout"),
     ({"colour": 1}, "unknown configuration key"),
     ({"batch_size": "many"}, "must be int"),
+    ({"lr_decay": 0.0}, "lr_decay"),
+    ({"colour_budget_db": -1}, "colour_budget_db"),
+    ({"precision": "bf16"}, "precision"),
 ])
 def test_bad_configuration_is_a_clear_error(values, words):
     with pytest.raises(ColorizeError, match=words):
@@ -50,3 +53,12 @@ def test_config_from_file_accepts_tuning_output(tmp_path):
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ColorizeError, match="not found"):
         TrainConfig.from_file(tmp_path / "nope.json")
+
+
+def test_shipped_config_files_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
+    assert files, "configs/ holds the documented recipes"
+    for path in files:
+        TrainConfig.from_file(path)  # a stale key or value is an error here, not for a user

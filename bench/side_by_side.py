@@ -45,21 +45,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="model folders, one column each")
     parser.add_argument("--labels", nargs="+", help="column titles (default: folder names)")
+    parser.add_argument("--strengths", nargs="+", type=float,
+                        help="colour strength per model (default: 1, each model's own calibration)")
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench/side_by_side.jpg"))
     args = parser.parse_args()
     labels = args.labels or [m.parent.name for m in args.models]
-    if len(labels) != len(args.models):
-        raise SystemExit("give one --labels entry per model")
+    strengths = args.strengths or [1.0] * len(args.models)
+    if len(labels) != len(args.models) or len(strengths) != len(args.models):
+        raise SystemExit("give one --labels (and --strengths) entry per model")
 
     photos = data.folder_photos(require_shared_data() / "bsds500" / "test")
     chosen = [photos[i] for i in np.linspace(0, len(photos) - 1, args.photos).round().astype(int)]
     originals = [photo.load() for photo in chosen]
     columns = [[panel(o, "original") for o in originals],
                [panel(metrics.grey_prediction(o), "grey (a = b = 0)") for o in originals]]
-    for model_dir, label in zip(args.models, labels, strict=True):
+    for model_dir, label, strength in zip(args.models, labels, strengths, strict=True):
         artifact = load_artifact(model_dir)
-        outputs = colorize_batch(artifact, originals)
+        outputs = [colorize_batch(artifact, [o], strength)[0] for o in originals]
         columns.append([
             panel(out, f"{label}: {metrics.psnr(o, out):.1f} dB, C {metrics.colourfulness(out):.0f}")
             for o, out in zip(originals, outputs, strict=True)

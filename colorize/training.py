@@ -20,6 +20,7 @@ import numpy as np
 
 from colorize import ab_bins, data, lab, losses, metrics
 from colorize.config import TrainConfig
+from colorize.inference import predict_ab
 from colorize.model import build_unet, decode_ab
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,6 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
         loss=losses.make_loss(config, weights),
     )
     return model
-
-
-def predict_ab(model: keras.Model, l_norm: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Plain batched forward pass (no tf.function retracing per shape, works under any strategy)."""
-    out = [
-        np.asarray(model(l_norm[i : i + batch_size], training=False))
-        for i in range(0, len(l_norm), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros(l_norm.shape[:-1] + (2,), np.float32)
 
 
 def score_tiles(

@@ -35,11 +35,10 @@ from ray.serve.exceptions import ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from colorize.artifact import load_artifact, read_metadata
 from colorize.colorizer import MAX_STRENGTH, check_strength, colorize_batch_strengths
-from colorize.data import stored_side
 from colorize.errors import ColorizeError
 from colorize.images import decode_image, encode_image, split_alpha
+from colorize.inference import load_artifact, read_metadata, working_side
 from serve.batching import Batcher
 from serve.settings import API_KEY_HEADER, Settings
 
@@ -89,7 +88,7 @@ class Colorizer:
 
     def _warm_up(self, batch: int) -> None:
         """Run the model once at batch 1 and at full batch so the first request is not slow."""
-        side = stored_side(self.artifact.config.image_size)
+        side = working_side(self.artifact.config.image_size)
         for count in sorted({1, batch}):
             grey = [np.zeros((side, side), np.uint8)] * count
             colorize_batch_strengths(self.artifact, grey, [1.0] * count)

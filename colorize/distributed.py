@@ -36,7 +36,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from colorize import signals
+from colorize import compat, signals
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
@@ -98,7 +98,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    _patch_keras_multi_worker()
+    compat.patch_keras_multi_worker()
 
     from colorize import data, training
 
@@ -128,48 +128,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             config, shard, val_tiles, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
             verbose=0, strategy=strategy, train_dataset=train_ds,
         )
-
-
-def _patch_keras_multi_worker() -> None:
-    """Work around Keras 3's `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-
-    With more than one worker, Keras 3.15 fails twice before the first step: (1) it
-    builds the model's state from one input batch, a tuple of PerReplica values, which it
-    hands to `strategy.reduce`, and the collective strategy cannot reduce a tuple; (2) it
-    averages each step's logged scalars with `reduce("MEAN", scalar, axis=0)`. The batch
-    only supplies shapes, so (1) takes the local replica's values; (2) averages across
-    workers with axis=None. Applied in Ray Train worker processes only.
-    """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer.reduce_per_replica, "_colorize_patched", False):
-        return
-    original_build, original_reduce = (
-        trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
-    )
-
-    def local_values(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return tf.distribute.get_strategy().experimental_local_results(value)[0]
-        return value
-
-    def build_from_local_batch(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is not None and iterator is not None and data_batch is None:
-            for _, _, batches in iterator:
-                with self._distribute_strategy.scope():
-                    data_batch = tf.nest.map_structure(local_values, next(batches))
-                break
-        return original_build(self, data_batch=data_batch)
-
-    def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction == "auto" and trainer._collective_all_reduce_multi_worker(strategy):
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original_reduce(values, strategy, reduction)
-
-    reduce_per_replica._colorize_patched = True
-    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
-    trainer.reduce_per_replica = reduce_per_replica
 
 
 def _restore(checkpoint, checkpoint_dir: Path) -> int:
@@ -447,20 +405,19 @@ def _stoppable(trainer_class):
     stop instead; elsewhere Ray's handler is kept.
     """
 
-    class StoppableTrainer(trainer_class):
-        def _register_sigint_handler(self, controller):
-            current = signals.current_stage()
-            if not signals.installed() or current is None:
-                return super()._register_sigint_handler(controller)
+    def register(controller) -> bool:
+        current = signals.current_stage()
+        if not signals.installed() or current is None:
+            return False
 
-            def abort() -> bool:
-                controller.abort.remote()  # checkpoints stay; the run ends as ABORTED
-                return True
+        def abort() -> bool:
+            controller.abort.remote()  # checkpoints stay; the run ends as ABORTED
+            return True
 
-            current.on_stop = abort
+        current.on_stop = abort
+        return True
 
-    StoppableTrainer.__name__ = trainer_class.__name__
-    return StoppableTrainer
+    return compat.on_train_sigint(trainer_class, register)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from colorize import compat
 from colorize.errors import ColorizeError
 
 SUBMITTABLE = ("tune", "train", "fit")
@@ -131,7 +132,7 @@ def entrypoint(command: str, args: list[str]) -> str:
 def submit(client, command: str, args: list[str], ship: bool = True,
            submission_id: str | None = None) -> str:
     """Submit `colorize COMMAND ARGS` as a job; returns its submission id."""
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         return client.submit_job(entrypoint=entrypoint(command, args),
                                  runtime_env=runtime_env(ship),
                                  submission_id=submission_id,
@@ -140,7 +141,7 @@ def submit(client, command: str, args: list[str], ship: bool = True,
 
 def job_url(client, job_id: str) -> str:
     """The job's page in the Ray dashboard."""
-    return f"{client._address}/#/jobs/{job_id}"
+    return f"{compat.client_address(client)}/#/jobs/{job_id}"
 
 
 def follow_logs(client, job_id: str, out=sys.stdout) -> str:
@@ -153,7 +154,7 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
 
     from colorize import signals
 
-    with _cluster_errors(client._address), signals.stage(
+    with _cluster_errors(compat.client_address(client)), signals.stage(
         f"following job {job_id}", f"the job keeps running on the cluster (colorize jobs logs "
         f"{job_id} --follow follows it again, colorize jobs stop {job_id} stops it)"):
         asyncio.run(tail())
@@ -163,7 +164,7 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
 def wait(client, job_id: str, timeout_s: float = 600, poll_s: float = 1.0) -> str:
     """Poll until the job ends (or the timeout passes); returns its status."""
     deadline = time.time() + timeout_s
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         while True:
             status = str(client.get_job_status(job_id).value)
             if status in TERMINAL or time.time() > deadline:
@@ -207,7 +208,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         print("\n".join(serve_submit.status_lines(serve_submit.details(client), args.job)))
         return 0
     client = connect(args.address, args.token_file)
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         if args.action == "list":
             jobs = sorted(client.list_jobs(), key=lambda j: j.start_time or 0)
             print(f"{'job':30} {'status':10} {'started':20} entrypoint")

@@ -297,19 +297,11 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def _ray_start(argv: list[str]) -> None:
-    """`ray start ARGS` that keeps 127.0.0.1 as given (see the module docstring).
+    """`ray start ARGS` that keeps 127.0.0.1 as given (see the module docstring and
+    `compat.ray_start_on_loopback`)."""
+    from colorize import compat
 
-    The node processes inherit RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so Ray resolves its own
-    address to 127.0.0.1; only this launcher turns the flag back on, because `ray start`
-    refuses to add a worker node while it is off.
-    """
-    from ray._private import ray_constants, services
-    from ray.scripts.scripts import main
-
-    ray_constants.ENABLE_RAY_CLUSTER = True
-    services.resolve_ip_for_localhost = lambda host: host
-    sys.argv = ["ray", "start", *argv]
-    main()
+    compat.ray_start_on_loopback(argv)
 
 
 def _print_status(cluster: LocalCluster) -> None:

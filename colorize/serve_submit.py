@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from colorize import compat
 from colorize.errors import ColorizeError
 from colorize.jobs import _cluster_errors, open_client
 
@@ -93,20 +94,16 @@ def ship_runtime_env(client) -> dict:
     from colorize.jobs import runtime_env
 
     env = runtime_env(ship=True)
-    if "working_dir" in env:
-        with _cluster_errors(client._address):
-            # SubmissionClient's own upload (Ray 2.60): content-addressed gcs:// package,
-            # skipped when the cluster already has it.
-            client._upload_working_dir_if_needed(env)
-        env.pop("excludes", None)
-    else:  # installed from a wheel: the packages themselves
-        with _cluster_errors(client._address):
-            client._upload_py_modules_if_needed(env)
+    with _cluster_errors(compat.client_address(client)):
+        # SubmissionClient's own upload: content-addressed gcs:// package, skipped when the
+        # cluster already has it; py_modules when installed from a wheel.
+        compat.upload_runtime_env(client, env)
+    env.pop("excludes", None)
     return env
 
 
 def details(client) -> dict:
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         return client.get_serve_details()
 
 
@@ -124,7 +121,7 @@ def deploy(client, config: dict) -> None:
                 "deploy would replace it; remove it first (serve shutdown) or deploy the same way")
         others.append(app["deployed_app_config"])
     payload = dict(config, applications=others + config["applications"])
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         client.deploy_applications(payload)
 
 
@@ -169,7 +166,7 @@ def autoscaling_overrides(app: dict, **delays: float | None) -> list[dict]:
 def endpoint(client, app: dict) -> str:
     """The application's URL: the dashboard's host, Serve's real HTTP port and the route."""
     http = details(client).get("http_options") or {}
-    host = urlparse(client._address).hostname or "127.0.0.1"
+    host = urlparse(compat.client_address(client)).hostname or "127.0.0.1"
     return f"http://{host}:{http.get('port', 8000)}{(app.get('route_prefix') or '/').rstrip('/')}/"
 
 

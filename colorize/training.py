@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorize import ab_bins, data, lab, losses, metrics
+from colorize import ab_bins, compat, data, lab, losses, metrics
 from colorize.config import TrainConfig
 from colorize.inference import predict_ab
 from colorize.model import build_unet, decode_ab
@@ -133,8 +133,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         if self.previous:
             best_epoch = int(np.argmax(self.previous))
-            self.best, self.best_epoch = self.previous[best_epoch], best_epoch
-            self.wait = len(self.previous) - 1 - best_epoch
+            compat.resume_early_stopping(self, self.previous[best_epoch], best_epoch,
+                                         wait=len(self.previous) - 1 - best_epoch)
 
 
 class EpochProgress(keras.callbacks.Callback):

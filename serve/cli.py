@@ -96,10 +96,9 @@ def deploy(settings: Settings, name: str = APP_NAME, route_prefix: str = "/") ->
 def _http_address(settings: Settings) -> tuple[str, int]:
     """The proxy's real host and port (Serve keeps its first ones if it was running)."""
     try:
-        from ray.serve.context import _get_global_client
+        from colorize import compat
 
-        config = _get_global_client().http_config
-        return config.host, int(config.port)
+        return compat.serve_http_address()
     except Exception:  # a private API; fall back to what was asked for
         return settings.host, settings.port
 

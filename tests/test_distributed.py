@@ -18,8 +18,6 @@ from conftest import make_photo
 from colorize.cli import main
 from colorize.config import TrainConfig
 from colorize.distributed import (
-    FAIL_AT_ENV,
-    FAIL_MARKER_ENV,
     run_training,
     scaled_learning_rate,
     shard_indices,
@@ -27,6 +25,7 @@ from colorize.distributed import (
 )
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource, load_experiment
+from colorize.testing import FAIL_AT_ENV, FAIL_MARKER_ENV
 
 
 def write_experiment(folder: Path, config: TrainConfig, data: Path) -> Path:

@@ -16,12 +16,12 @@ import pytest
 
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
+from colorize.testing import FAIL_ONCE_ENV
 from tests.conftest import write_photos
 from tune import search_space
-from tune.trainable import FAIL_ONCE_ENV
 
 # Set at import, i.e. before any test starts Ray, so the trial workers inherit it. The hook
-# is inert until a test creates the file it names (see tune/trainable.py).
+# is inert until a test creates the file it names (see colorize/testing.py).
 FAIL_MARKER = Path(tempfile.gettempdir()) / f"colorize-tune-fail-once-{os.getpid()}"
 os.environ.setdefault(FAIL_ONCE_ENV, str(FAIL_MARKER))
 

@@ -220,7 +220,7 @@ def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
     """One Serve application per configuration, all behind the one proxy: name -> URL."""
     import ray
 
-    from serve.cli import LOCAL_RAY_ENV, deploy
+    from serve.runner import LOCAL_RAY_ENV, deploy
     from serve.settings import Settings
 
     apps = {f"serve x{n}": {"min_replicas": n, "max_replicas": n} for n in args.replica_counts}

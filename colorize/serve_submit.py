@@ -18,7 +18,6 @@ deployment as a `deployments` override in the config, which takes precedence ove
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import time
@@ -34,8 +33,7 @@ from colorize.jobs import _cluster_errors, open_client
 log = logging.getLogger(__name__)
 
 TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
-# `colorize serve` options that make no sense for a deployment onto a running cluster.
-LOCAL_ONLY = ("address", "dashboard_port")
+
 
 
 def config_template() -> dict:
@@ -222,59 +220,3 @@ def status_lines(serve_details: dict, name: str | None = None) -> list[str]:
             state = app["deployments"][dep_name]["status"]
             lines.append(f"  {dep_name}: {state}, {running} of {target} replicas running{bounds}")
     return lines
-
-
-def _options_parser() -> argparse.ArgumentParser:
-    """Options of `submit serve` beyond those of `colorize serve` (which it also takes)."""
-    p = argparse.ArgumentParser(prog="colorize submit serve", add_help=False)
-    p.add_argument("--name", default="colorize", help="Serve application name")
-    p.add_argument("--route-prefix", default="/")
-    p.add_argument("--upscale-delay-s", type=float)
-    p.add_argument("--downscale-delay-s", type=float)
-    p.add_argument("--timeout-s", type=float, default=300.0)
-    return p
-
-
-def settings_args(serve_args: argparse.Namespace) -> dict:
-    """`colorize serve`'s parsed options as Settings fields (only those given or needed)."""
-    from serve.settings import parse_replicas
-
-    for option in LOCAL_ONLY:
-        if getattr(serve_args, option, None) is not None:
-            raise ColorizeError(f"--{option.replace('_', '-')} is not for `submit serve` "
-                                "(it deploys onto the cluster of --address/$RAY_API_SERVER_ADDRESS)")
-    low, high = parse_replicas(serve_args.replicas)
-    values = {
-        "model_dir": str(serve_args.model), "min_replicas": low, "max_replicas": high,
-        "max_batch_size": serve_args.max_batch_size,
-        "batch_wait_timeout_s": serve_args.batch_wait_ms / 1000.0,
-        "max_upload_bytes": int(serve_args.max_upload_mb * 1024 * 1024),
-        "cpus_per_replica": serve_args.cpus_per_replica,
-        "gpus_per_replica": serve_args.gpus_per_replica,
-        "host": serve_args.host, "port": serve_args.port,
-    }
-    if serve_args.max_pixels:
-        values["max_pixels"] = serve_args.max_pixels
-    if serve_args.api_key:
-        values["api_key"] = serve_args.api_key  # else the replicas read $COLORIZE_API_KEY
-    return values
-
-
-def run_from_cli(args: argparse.Namespace) -> int:
-    """`colorize submit [--address] [--token-file] [--no-ship] serve MODEL [options]`."""
-    from colorize.cli import build_parser
-
-    extra, rest = _options_parser().parse_known_args(args.job_args)
-    serve_args = build_parser().parse_args(["serve", *rest])
-    values = settings_args(serve_args)
-    client = connect(args.address, args.token_file)
-    if not args.verbose:  # importing Ray set these loggers' levels: quiet the upload chatter now
-        for name in ("ray", "ray.dashboard.modules.dashboard_sdk"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    url = submit(client, values, name=extra.name, route_prefix=extra.route_prefix,
-                 host=values["host"], port=values["port"], ship=not args.no_ship,
-                 upscale_delay_s=extra.upscale_delay_s,
-                 downscale_delay_s=extra.downscale_delay_s, timeout_s=extra.timeout_s)
-    print(f"endpoint:  POST {url}colorize\nweb page:  {url}\n"
-          f"status:    colorize jobs serve {extra.name}")
-    return 0

@@ -386,7 +386,7 @@ class Ingress:
 
 def colorizer_options(settings: Settings) -> dict[str, Any]:
     """Replicas or autoscaling, concurrency, health checks and resources of the model."""
-    target = settings.target_ongoing_requests or float(settings.max_batch_size)
+    target = settings.autoscaling_target
     options: dict[str, Any] = {
         # room for one batch running and the next one filling (decoding included)
         "max_ongoing_requests": max(2 * settings.max_batch_size, math.ceil(target), 2),

@@ -106,7 +106,7 @@ def server(ray_local, tiny_artifact):
     """The endpoint on a free port of 127.0.0.1 (batches of up to 8, 50 ms wait)."""
     from ray import serve
 
-    from serve.cli import start
+    from serve.runner import start
 
     url = start(tiny_artifact, port=free_port(), name="colorize", max_batch_size=8,
                 batch_wait_timeout_s=0.05, max_upload_bytes=MAX_UPLOAD, cpus_per_replica=0.5)
@@ -301,7 +301,7 @@ def test_page_and_docs(server):
 def test_api_key_is_enforced_when_set(server, tiny_artifact):
     from ray import serve
 
-    from serve.cli import start
+    from serve.runner import start
 
     url = start(tiny_artifact, name="secured", route_prefix="/secured", api_key="s3cret",
                 max_batch_size=2, cpus_per_replica=0.5)
@@ -424,7 +424,7 @@ def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, 
 
     from ray import serve
 
-    from serve.cli import start
+    from serve.runner import start
 
     name = f"kill{replicas}"
     url = start(tiny_artifact, name=name, route_prefix=f"/{name}", replicas=replicas,

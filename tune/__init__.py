@@ -4,5 +4,5 @@ One trial = one configuration scored by k-fold cross-validation on the train+val
 photos (`tune.trainable`); Optuna's TPE proposes configurations from a search space
 (`tune.search_space`), ASHA stops the poor ones early on the cross-validated mean
 validation SSIM, and `tune.results` writes the leaderboard. `tune.service.run_tuning`
-runs it all; `colorize tune` (`tune.cli`) is its command line.
+runs it all; `colorize tune` (colorize/cli/tune.py) is its command line.
 """

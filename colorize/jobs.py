@@ -110,11 +110,8 @@ def runtime_env(ship: bool = True) -> dict:
     root = Path(colorize.__file__).resolve().parents[1]
     if (root / "pyproject.toml").is_file():
         env.update(working_dir=str(root), excludes=SHIP_EXCLUDES)
-    else:  # installed from a wheel: ship the packages themselves
-        import serve
-        import tune
-
-        env["py_modules"] = [str(Path(m.__file__).parent) for m in (colorize, tune, serve)]
+    else:  # installed from a wheel: ship the package itself (colorize.tune, colorize.serve inside)
+        env["py_modules"] = [str(Path(colorize.__file__).parent)]
     return env
 
 

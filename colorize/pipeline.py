@@ -3,10 +3,10 @@
     colorize pipeline                                  # the built-in sample photos
     colorize pipeline --data DIR --out runs/pipeline --num-samples 8 --workers 2
 
-It chains the three services' own entry points on one Ray instance: `tune.service.
+It chains the three services' own entry points on one Ray instance: `colorize.tune.service.
 run_tuning` (k-fold search, writes OUT/tune/NAME/best_config.json and trials.csv),
 `colorize.distributed.run_training` (the best configuration on Ray Train workers, writes
-OUT/train/model and the report) and `serve.runner.start` (the model behind Ray Serve on
+OUT/train/model and the report) and `colorize.serve.runner.start` (the model behind Ray Serve on
 127.0.0.1). The output ends with the endpoint's URL and the report's path; the command then
 serves until Ctrl-C or SIGTERM (exit code 130 or 143, the local Ray stopped; see
 colorize/signals.py). `run_pipeline()` is the same without the waiting, for tests and scripts.
@@ -56,8 +56,8 @@ def run_pipeline(
     from colorize.config import TrainConfig
     from colorize.distributed import run_training
     from colorize.experiment import load_experiment
-    from serve.runner import start
-    from tune.service import ExperimentExists, run_tuning
+    from colorize.serve.runner import start
+    from colorize.tune.service import ExperimentExists, run_tuning
 
     out = Path(out).expanduser().resolve()
     base = config or TrainConfig.from_dict({"epochs": FINAL_EPOCHS})

@@ -4,7 +4,7 @@
     colorize jobs serve                   # the cluster's Serve applications and replicas
 
 The deployment is serve/config.yaml, filled in: `model_dir` and the `colorize serve` options
-become the application's `args` (fields of serve.settings.Settings, validated here first),
+become the application's `args` (fields of colorize.serve.settings.Settings, validated here first),
 this source tree is uploaded as the application's runtime `working_dir` (as `colorize submit`
 does for jobs; `--no-ship` uses the colorize installed on the cluster), and the whole config
 goes to Serve's REST API on the cluster's dashboard (`PUT /api/serve/applications/`, what
@@ -37,8 +37,8 @@ TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
 def config_template() -> dict:
-    """serve/config.yaml as shipped with the `serve` package (its import path, proxy, port)."""
-    import serve
+    """serve/config.yaml as shipped with the `colorize.serve` package (its import path, proxy, port)."""
+    from colorize import serve
 
     path = Path(serve.__file__).resolve().parent / "config.yaml"
     config = yaml.safe_load(path.read_text())
@@ -51,7 +51,7 @@ def serve_config(args: dict, *, name: str = "colorize", route_prefix: str = "/",
                  host: str | None = None, port: int | None = None,
                  runtime_env: dict | None = None, deployments: list | None = None) -> dict:
     """The Serve deploy config (ServeDeploySchema) for the colorize app with these `args`."""
-    from serve.settings import Settings
+    from colorize.serve.settings import Settings
 
     Settings.from_dict(args)  # unknown or bad settings fail here, not in a replica
     config = config_template()

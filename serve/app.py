@@ -39,8 +39,8 @@ from colorize.colorizer import MAX_STRENGTH, check_strength, colorize_batch_stre
 from colorize.errors import ColorizeError
 from colorize.images import decode_image, encode_image, split_alpha
 from colorize.inference import load_artifact, read_metadata, working_side
-from serve.batching import Batcher
-from serve.settings import API_KEY_HEADER, Settings
+from colorize.serve.batching import Batcher
+from colorize.serve.settings import API_KEY_HEADER, Settings
 
 log = logging.getLogger(__name__)
 

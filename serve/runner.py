@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from colorize.ray_session import connect
-from serve.settings import Settings, parse_replicas
+from colorize.serve.settings import Settings, parse_replicas
 
 log = logging.getLogger(__name__)
 APP_NAME = "colorize"
@@ -74,7 +74,7 @@ def deploy(settings: Settings, name: str = APP_NAME, route_prefix: str = "/") ->
     """Start Serve's HTTP proxy (bound to settings.host) and run the application on it."""
     from ray import serve
 
-    from serve.app import build_app
+    from colorize.serve.app import build_app
 
     app = build_app(settings)  # checks the artifact first: one clear line if it is not one
     serve.start(http_options={"host": settings.host, "port": settings.port})

@@ -1,6 +1,6 @@
 """The endpoint's settings: one frozen dataclass, validated once at start-up.
 
-Built from keyword arguments (`colorize serve`, `serve.runner.start`) or from the `args`
+Built from keyword arguments (`colorize serve`, `colorize.serve.runner.start`) or from the `args`
 mapping of `serve/config.yaml`; unknown keys are errors. The API key may come from the
 environment (`COLORIZE_API_KEY`) so it never has to be written into a config file.
 """

@@ -1,4 +1,4 @@
-"""serve/settings.py (and tune.service.TuneRequest) state each default once: `colorize serve`'s flags are generated
+"""serve/settings.py (and colorize.tune.service.TuneRequest) state each default once: `colorize serve`'s flags are generated
 from the dataclass and serve/config.yaml agrees with it."""
 
 import dataclasses
@@ -9,7 +9,7 @@ from conftest import ROOT
 
 from colorize.cli import build_parser
 from colorize.cli.serve import NOT_FLAGS, settings_values
-from serve.settings import Settings
+from colorize.serve.settings import Settings
 
 
 def test_every_setting_is_a_flag_with_its_comment_as_help():
@@ -56,7 +56,7 @@ def test_config_yaml_agrees_with_the_dataclass():
 def test_tuning_options_default_to_the_tune_request():
     import inspect
 
-    from tune.service import TuneRequest, run_tuning
+    from colorize.tune.service import TuneRequest, run_tuning
 
     parameters = inspect.signature(run_tuning).parameters
     args = build_parser().parse_args(["tune", "--name", "x"])

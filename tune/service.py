@@ -31,8 +31,8 @@ from colorize import signals
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.ray_session import connect
-from tune import results, search_space
-from tune.trainable import METRIC, CVData, train_cv
+from colorize.tune import results, search_space
+from colorize.tune.trainable import METRIC, CVData, train_cv
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
                 resume: bool):
     from ray import tune
 
-    from tune.progress import TrialTable
+    from colorize.tune.progress import TrialTable
 
     trainable = tune.with_resources(
         tune.with_parameters(train_cv, data=cv_data),

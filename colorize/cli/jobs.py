@@ -132,7 +132,7 @@ def _options_parser() -> argparse.ArgumentParser:
 def settings_args(serve_args: argparse.Namespace) -> dict:
     """`colorize serve`'s parsed options as Settings fields (only those given or needed)."""
     from colorize.cli.serve import settings_values
-    from serve.settings import Settings
+    from colorize.serve.settings import Settings
 
     for option in LOCAL_ONLY:
         if getattr(serve_args, option, None) is not None:

@@ -8,7 +8,7 @@ Locally it prints the endpoint, web page, API docs and dashboard URLs and serves
 the first Ctrl-C or SIGTERM: then it answers the requests in flight (new ones get a 503
 JSON answer), stops Serve and the Ray it started, and exits 130 (SIGINT) or 143
 (SIGTERM). With `--address` it deploys onto that cluster and returns (Serve keeps running
-there). `serve.runner.start(model_dir, ...)` does the same from Python.
+there). `colorize.serve.runner.start(model_dir, ...)` does the same from Python.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from serve.runner import APP_NAME, connect_for_serving, deploy, serve_until_stopped
-from serve.settings import API_KEY_ENV, Settings, parse_replicas
+from colorize.serve.runner import APP_NAME, connect_for_serving, deploy, serve_until_stopped
+from colorize.serve.settings import API_KEY_ENV, Settings, parse_replicas
 
 # Settings fields whose flag shows another unit: flag, and the flag's value per field unit.
 IN_OTHER_UNITS = {"batch_wait_timeout_s": ("--batch-wait-ms", 1000.0),
@@ -28,7 +28,7 @@ NOT_FLAGS = ("model_dir", "min_replicas", "max_replicas")  # MODEL and --replica
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per serve.settings.Settings field, typed, explained by the field's comment
+    """One flag per colorize.serve.settings.Settings field, typed, explained by the field's comment
     and defaulting (None: not given) to the dataclass, which states each default once."""
     helps = Settings.field_help()
     parser.add_argument("--replicas", help="N model replicas, or MIN-MAX to autoscale "

@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 
 from colorize.cli.options import DATA_HELP, add_config_options, add_data_option, config_from_args
-from tune.service import DEFAULT_STORAGE  # defaults stated there
-from tune.service import TuneRequest as Defaults
+from colorize.tune.service import DEFAULT_STORAGE  # defaults stated there
+from colorize.tune.service import TuneRequest as Defaults
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     )
     add_data_option(p, default=None, help=DATA_HELP + " (not needed with --resume)")
     p.add_argument("--name", help="experiment name: its folder is STORAGE/NAME")
-    # Left unset (None), each option takes tune.service.TuneRequest's default.
+    # Left unset (None), each option takes colorize.tune.service.TuneRequest's default.
     p.add_argument("--storage",
                    help=f"folder of experiments (default {Defaults.storage}; on a cluster a folder "
                    "every node shares)")
@@ -62,7 +62,7 @@ def register(subparsers) -> None:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from colorize.errors import ColorizeError
-    from tune.service import run_tuning
+    from colorize.tune.service import run_tuning
 
     name = args.resume if isinstance(args.resume, str) else args.name
     if not name:

@@ -220,8 +220,8 @@ def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
     """One Serve application per configuration, all behind the one proxy: name -> URL."""
     import ray
 
-    from serve.cli import LOCAL_RAY_ENV, deploy
-    from serve.settings import Settings
+    from colorize.serve.runner import LOCAL_RAY_ENV, deploy
+    from colorize.serve.settings import Settings
 
     apps = {f"serve x{n}": {"min_replicas": n, "max_replicas": n} for n in args.replica_counts}
     if args.unbatched_levels:
@@ -377,7 +377,7 @@ def main() -> None:
         args.concurrency, args.replicas, args.unbatched = "1,8", "1", ""
         args.rounds, args.slice_seconds = 1, 5.0
     if args.batch_wait_ms is None:
-        from serve.settings import Settings
+        from colorize.serve.settings import Settings
 
         args.batch_wait_ms = Settings("m").batch_wait_timeout_s * 1000
     args.levels = [int(c) for c in args.concurrency.split(",")]

@@ -203,7 +203,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def start_server(model: Path, replicas: str) -> str:
     from bench.serve_load import free_port
-    from serve.cli import start
+    from colorize.serve.runner import start
 
     return start(model, port=free_port(), replicas=replicas)
 

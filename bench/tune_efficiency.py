@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def search(args, photos: Path, storage: Path, scheduler: str, space: dict, config) -> dict:
-    from tune.service import run_tuning
+    from colorize.tune.service import run_tuning
 
     outcome = run_tuning(
         data=photos, name=scheduler, storage=storage, folds=args.folds,
@@ -96,7 +96,7 @@ def overhead(args, photos: Path, storage: Path, config) -> dict:
 
     from colorize.config import TrainConfig
     from colorize.training import fit
-    from tune.service import TuneRequest, prepare_cv_data, run_tuning
+    from colorize.tune.service import TuneRequest, prepare_cv_data, run_tuning
 
     fixed = {"batch_size": [config.batch_size], "loss": [config.loss]}
     cpus = os.cpu_count() or 1

@@ -54,7 +54,7 @@ def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
 
 def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     """{"gain": g} for the regression head, {"temperature": T} for bins; {} when disabled."""
-    from colorize.training import predict_ab
+    from colorize.inference import predict_ab
 
     if not config.calibrate or not len(val_tiles):
         return {}

@@ -128,15 +128,17 @@ class TrainConfig:
     def field_help(cls) -> dict[str, str]:
         """Each field's comment in this class's source: the one place its meaning is written,
         read back for the command line's --help."""
-        return _field_comments(cls)
+        return field_comments(cls)
 
 
 CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MONITORS}
 
 
 @functools.cache
-def _field_comments(cls: type) -> dict[str, str]:
-    pattern = re.compile(r"^\s+(\w+): \w+ = .*?#\s*(.+)$")
+def field_comments(cls: type) -> dict[str, str]:
+    """{field: its trailing comment} of a dataclass's source (`name: type = default  # ...`):
+    the help lines of the flags generated from TrainConfig and serve's Settings."""
+    pattern = re.compile(r"^\s+(\w+): [^=#]+ = .*?#\s*(.+)$")
     comments = {}
     for line in inspect.getsource(cls).splitlines():
         match = pattern.match(line)

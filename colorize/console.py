@@ -70,3 +70,16 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def quality_table(result: dict) -> str:
+    """The test or evaluation figures: model, grey prediction and ground truth."""
+    model, grey = result["model"], result["grey"]
+    lines = [
+        f"{'':14}{'PSNR (dB)':>10}{'SSIM':>8}{'colourful':>11}",
+        f"{'model':14}{model['psnr']:>10.2f}{model['ssim']:>8.4f}{model['colourfulness']:>11.1f}",
+        f"{'grey':14}{grey['psnr']:>10.2f}{grey['ssim']:>8.4f}{grey['colourfulness']:>11.1f}",
+        f"{'ground truth':14}{'':>10}{'':>8}{result['truth']['colourfulness']:>11.1f}",
+        f"({result['images']} images)",
+    ]
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ A data source is a folder of photos, several folders (names prefixed by folder),
 "sample" (the colour photos shipped with scikit-image and matplotlib). Discovery follows
 symbolic links (each real file once, loops refused) and skips hidden entries. Each photo
 becomes one or more square tiles of side
-`stored_side(size)`; training takes random `size` crops (+ flips) of them, evaluation the
+`working_side(size)`; training takes random `size` crops (+ flips) of them, evaluation the
 centre crop. With `views` > 1, training also gets tiles cut from the photo enlarged to
 2..views times the working scale (closer views, more distinct samples); validation and test
 use the working scale only, as inference does. Splits are made by photo, so no photo lends
@@ -30,6 +30,7 @@ import numpy as np
 from colorize import lab
 from colorize.errors import ColorizeError
 from colorize.images import IMAGE_EXTENSIONS, decode_image, is_greyscale, split_alpha
+from colorize.preprocess import resize_short_side, working_side
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ NO_TEST_FRACTIONS = (0.85, 0.15, 0.0)  # when the test photos come from another 
 CACHE_VERSION = 2  # bump when the stored layout changes
 SAMPLE = "sample"
 DataSource = str | Path | Sequence[str | Path]  # one folder or 'sample', or several
-
-
-def stored_side(size: int) -> int:
-    """Side of the stored square tiles: 1/8 larger than the crop, leaving room to jitter."""
-    return int(round(size * 1.125))
 
 
 @dataclass(frozen=True)
@@ -302,7 +298,7 @@ def load_photos(
 
 def _decode_all(photos: list[Photo], size: int, views: int = 1) -> PhotoSet:
     names, tiles, owner, scale, skipped = [], [], [], [], {}
-    side = stored_side(size)
+    side = working_side(size)
     for photo in photos:
         try:
             rgb = photo.load()
@@ -348,11 +344,8 @@ def view_tiles(rgb: np.ndarray, side: int, scale: int) -> list[np.ndarray]:
 
 def tile_photo(rgb: np.ndarray, side: int) -> list[np.ndarray]:
     """Resize the short side to `side`, then cut square tiles evenly along the long side."""
-    h, w = rgb.shape[:2]
-    scale = side / min(h, w)
-    new_h, new_w = max(side, round(h * scale)), max(side, round(w * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
+    resized = resize_short_side(rgb, side)  # the scale inference works at (preprocess.py)
+    new_h, new_w = resized.shape[:2]
     count = max(1, round(max(new_h, new_w) / side))
     span = max(new_h, new_w) - side
     starts = [round(i * span / (count - 1)) if count > 1 else span // 2 for i in range(count)]
@@ -368,7 +361,7 @@ def _cache_key(photos: list[Photo], size: int, views: int = 1) -> str:
         location = str(photo.path.resolve()) if photo.path is not None else photo.name
         size_and_date = [stat.st_size, stat.st_mtime_ns] if stat else [0, 0]
         entries.append([photo.name, location, *size_and_date])  # names are cached too
-    payload = json.dumps([CACHE_VERSION, stored_side(size), views, entries])
+    payload = json.dumps([CACHE_VERSION, working_side(size), views, entries])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

@@ -2,8 +2,9 @@
 
 run_training() prepares the data once on the driver, puts one training shard per worker
 and the whole validation set in the object store, and starts a `TensorflowTrainer`
-(Ray Train v2). Each worker runs `train_loop_per_worker`, a thin adapter around the one
-training function `colorize.training.fit` under `MultiWorkerMirroredStrategy`:
+(Ray Train v2). Each worker runs `colorize.train_worker.train_loop_per_worker`, a thin
+adapter around the one training function `colorize.training.fit` under
+`MultiWorkerMirroredStrategy`, whose `RayReport` callback reports each epoch:
 
 - batches: every worker takes `config.batch_size` images a step from its own shard, so
   the global batch is batch_size x workers; the learning rate follows `lr_scaling`
@@ -26,33 +27,23 @@ import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from colorize import signals
+from colorize import compat, signals, testing, train_worker
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
 from colorize.ray_session import connect
-from colorize.training import ELAPSED_KEY, MONITOR_KEY
 
 log = logging.getLogger(__name__)
 
 LR_SCALING = ("sqrt", "linear", "none")
 RUN_NAME = "train"  # Ray Train run name under the storage path
-
-# Test-only hook: the last worker raises once at the end of this epoch (1-based), after
-# that epoch's checkpoint is reported; the marker file makes it happen only once.
-FAIL_AT_ENV = "COLORIZE_TEST_FAIL_ONCE_AT_EPOCH"
-FAIL_MARKER_ENV = "COLORIZE_TEST_FAIL_MARKER"
-
 
 def scaled_learning_rate(learning_rate: float, workers: int, rule: str = "sqrt") -> float:
     """The tuned (single-worker) learning rate adapted to a batch `workers` times larger."""
@@ -82,164 +73,6 @@ def worker_config(config: TrainConfig, train_count: int, workers: int, lr_scalin
         },
         config,
     )
-
-
-# --- on each worker -----------------------------------------------------------------------
-
-
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: its shard, the full validation set, `fit` under MWMS."""
-    import ray
-    import ray.train
-    import tensorflow as tf
-
-    # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray).
-    threads = max(1, int(loop_config.get("cpus_per_worker", 1)))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    _patch_keras_multi_worker()
-
-    from colorize import data, training
-
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    config = TrainConfig.from_dict(loop_config["config"])
-    shard = ray.get(loop_config["shards"][rank])
-    val_tiles = ray.get(loop_config["val"])
-    # The dataset is batched at the global batch size; tf.distribute hands each worker
-    # batch_size of it per step. Auto-sharding is off: the shard is already this worker's.
-    train_ds = data.make_dataset(
-        shard, config.image_size, config.batch_size * world, config.seed + rank, training=True
-    )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    train_ds = train_ds.with_options(options)
-
-    with tempfile.TemporaryDirectory(prefix="colorize-worker-") as tmp:
-        checkpoint_dir = Path(tmp) / "checkpoint"
-        start_epoch = _restore(ray.train.get_checkpoint(), checkpoint_dir)
-        images_per_epoch = config.steps_per_epoch * config.batch_size * world
-        callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch,
-                               loop_config.get("progress") if rank == 0 else None)]
-        if os.environ.get(FAIL_AT_ENV):
-            callbacks.append(FailOnce(int(os.environ[FAIL_AT_ENV]), rank == world - 1))
-        training.fit(
-            config, shard, val_tiles, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
-            verbose=0, strategy=strategy, train_dataset=train_ds,
-        )
-
-
-def _patch_keras_multi_worker() -> None:
-    """Work around Keras 3's `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-
-    With more than one worker, Keras 3.15 fails twice before the first step: (1) it
-    builds the model's state from one input batch, a tuple of PerReplica values, which it
-    hands to `strategy.reduce`, and the collective strategy cannot reduce a tuple; (2) it
-    averages each step's logged scalars with `reduce("MEAN", scalar, axis=0)`. The batch
-    only supplies shapes, so (1) takes the local replica's values; (2) averages across
-    workers with axis=None. Applied in Ray Train worker processes only.
-    """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer.reduce_per_replica, "_colorize_patched", False):
-        return
-    original_build, original_reduce = (
-        trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
-    )
-
-    def local_values(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return tf.distribute.get_strategy().experimental_local_results(value)[0]
-        return value
-
-    def build_from_local_batch(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is not None and iterator is not None and data_batch is None:
-            for _, _, batches in iterator:
-                with self._distribute_strategy.scope():
-                    data_batch = tf.nest.map_structure(local_values, next(batches))
-                break
-        return original_build(self, data_batch=data_batch)
-
-    def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction == "auto" and trainer._collective_all_reduce_multi_worker(strategy):
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original_reduce(values, strategy, reduction)
-
-    reduce_per_replica._colorize_patched = True
-    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
-    trainer.reduce_per_replica = reduce_per_replica
-
-
-def _restore(checkpoint, checkpoint_dir: Path) -> int:
-    """Copy the run's latest Ray checkpoint (if any) to `checkpoint_dir`; its epoch count."""
-    if checkpoint is None:
-        return 0
-    checkpoint.to_directory(str(checkpoint_dir))
-    epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
-    log.info("resuming from %s after epoch %d", checkpoint.path, epoch)
-    return int(epoch)
-
-
-class RayReport(keras.callbacks.Callback):
-    """Each epoch: the same val_ssim and val_monitor on every worker, then ray.train.report
-    + checkpoint.
-
-    Runs after `fit`'s own checkpoint callback has written this epoch to
-    `checkpoint_dir`, and before early stopping reads val_monitor.
-    """
-
-    def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int,
-                 progress=None):
-        super().__init__()
-        self.checkpoint_dir, self.rank, self.start_epoch = checkpoint_dir, rank, start_epoch
-        self.images_per_epoch = images_per_epoch
-        self.progress = progress  # a ray.util.queue.Queue the driver prints epoch lines from
-        self.started = self.last_step = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = self.last_step = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.last_step = time.perf_counter()  # the epoch's training ends at its last step
-
-    def on_epoch_end(self, epoch, logs=None):
-        import ray.train
-        from ray.train.collective import broadcast_from_rank_zero
-
-        logs = logs if logs is not None else {}
-        # Early stopping and the time budget read these: every worker must see rank 0's values.
-        for key in ("val_ssim", MONITOR_KEY, ELAPSED_KEY):
-            logs[key] = broadcast_from_rank_zero(float(logs.get(key, 0.0)))
-        metrics = {key: float(value) for key, value in logs.items()}
-        train_seconds = max(self.last_step - self.started, 1e-9)
-        metrics.update(
-            epoch=epoch + 1,
-            start_epoch=self.start_epoch,  # the epoch this worker group resumed after
-            train_seconds=train_seconds,  # the epoch's training steps, without validation
-            images_per_second=self.images_per_epoch / train_seconds,  # all workers together
-        )
-        checkpoint = (
-            ray.train.Checkpoint.from_directory(str(self.checkpoint_dir)) if self.rank == 0 else None
-        )
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
-        if self.progress is not None:
-            self.progress.put_nowait(metrics)
-
-
-class FailOnce(keras.callbacks.Callback):
-    """Test hook (COLORIZE_TEST_FAIL_ONCE_AT_EPOCH): one worker raises once, after a report."""
-
-    def __init__(self, at_epoch: int, is_victim: bool):
-        super().__init__()
-        self.at_epoch, self.is_victim = at_epoch, is_victim
-        self.marker = Path(os.environ.get(FAIL_MARKER_ENV) or Path(tempfile.gettempdir()) / "colorize-fail-once")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.is_victim and epoch + 1 == self.at_epoch and not self.marker.exists():
-            self.marker.write_text(str(epoch + 1))
-            raise RuntimeError(f"test hook: worker failing once at epoch {epoch + 1}")
 
 
 # --- on the driver ------------------------------------------------------------------------
@@ -349,9 +182,9 @@ def train_on_ray(
         "progress": progress.queue,
     }
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    test_env = {k: os.environ[k] for k in (FAIL_AT_ENV, FAIL_MARKER_ENV) if k in os.environ}
+    test_env = testing.worker_env()  # empty unless a test set one of its hooks
     trainer = _stoppable(TensorflowTrainer)(
-        train_loop_per_worker,
+        train_worker.train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
@@ -447,20 +280,19 @@ def _stoppable(trainer_class):
     stop instead; elsewhere Ray's handler is kept.
     """
 
-    class StoppableTrainer(trainer_class):
-        def _register_sigint_handler(self, controller):
-            current = signals.current_stage()
-            if not signals.installed() or current is None:
-                return super()._register_sigint_handler(controller)
+    def register(controller) -> bool:
+        current = signals.current_stage()
+        if not signals.installed() or current is None:
+            return False
 
-            def abort() -> bool:
-                controller.abort.remote()  # checkpoints stay; the run ends as ABORTED
-                return True
+        def abort() -> bool:
+            controller.abort.remote()  # checkpoints stay; the run ends as ABORTED
+            return True
 
-            current.on_stop = abort
+        current.on_stop = abort
+        return True
 
-    StoppableTrainer.__name__ = trainer_class.__name__
-    return StoppableTrainer
+    return compat.on_train_sigint(trainer_class, register)
 
 
 def _first_line(exc: BaseException) -> str:

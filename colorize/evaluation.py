@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from colorize import lab, metrics
-from colorize.artifact import Artifact
-from colorize.colorizer import check_strength, colorize_batch, predict_full_ab
+from colorize import metrics
+from colorize.colorizer import check_strength, colorize_batch
 from colorize.data import Photo
+from colorize.inference import Artifact, compose, predict_full_ab
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,5 @@ def strength_sweep(
         rgbs = [photo.load() for photo in photos[start : start + batch_size]]
         for truth, (prepared, ab) in zip(rgbs, predict_full_ab(artifact, rgbs), strict=True):
             for s in strengths:
-                pred = lab.to_uint8(lab.join_lab(prepared["l"][..., None], ab * s))
-                rows[s].append((truth, pred))
+                rows[s].append((truth, compose(prepared, ab * s)))
     return {s: metrics.score([t for t, _ in pairs], [p for _, p in pairs]) for s, pairs in rows.items()}

@@ -14,9 +14,7 @@ cluster runs the code you have; paths in ARGS are read on the cluster (use share
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
 import os
 import shlex
 import sys
@@ -24,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from colorize import compat
 from colorize.errors import ColorizeError
 
 SUBMITTABLE = ("tune", "train", "fit")
@@ -111,11 +110,8 @@ def runtime_env(ship: bool = True) -> dict:
     root = Path(colorize.__file__).resolve().parents[1]
     if (root / "pyproject.toml").is_file():
         env.update(working_dir=str(root), excludes=SHIP_EXCLUDES)
-    else:  # installed from a wheel: ship the packages themselves
-        import serve
-        import tune
-
-        env["py_modules"] = [str(Path(m.__file__).parent) for m in (colorize, tune, serve)]
+    else:  # installed from a wheel: ship the package itself (colorize.tune, colorize.serve inside)
+        env["py_modules"] = [str(Path(colorize.__file__).parent)]
     return env
 
 
@@ -131,7 +127,7 @@ def entrypoint(command: str, args: list[str]) -> str:
 def submit(client, command: str, args: list[str], ship: bool = True,
            submission_id: str | None = None) -> str:
     """Submit `colorize COMMAND ARGS` as a job; returns its submission id."""
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         return client.submit_job(entrypoint=entrypoint(command, args),
                                  runtime_env=runtime_env(ship),
                                  submission_id=submission_id,
@@ -140,7 +136,7 @@ def submit(client, command: str, args: list[str], ship: bool = True,
 
 def job_url(client, job_id: str) -> str:
     """The job's page in the Ray dashboard."""
-    return f"{client._address}/#/jobs/{job_id}"
+    return f"{compat.client_address(client)}/#/jobs/{job_id}"
 
 
 def follow_logs(client, job_id: str, out=sys.stdout) -> str:
@@ -153,7 +149,7 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
 
     from colorize import signals
 
-    with _cluster_errors(client._address), signals.stage(
+    with _cluster_errors(compat.client_address(client)), signals.stage(
         f"following job {job_id}", f"the job keeps running on the cluster (colorize jobs logs "
         f"{job_id} --follow follows it again, colorize jobs stop {job_id} stops it)"):
         asyncio.run(tail())
@@ -163,7 +159,7 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
 def wait(client, job_id: str, timeout_s: float = 600, poll_s: float = 1.0) -> str:
     """Poll until the job ends (or the timeout passes); returns its status."""
     deadline = time.time() + timeout_s
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         while True:
             status = str(client.get_job_status(job_id).value)
             if status in TERMINAL or time.time() > deadline:
@@ -176,97 +172,3 @@ def _job_failed(client, job_id: str, status: str) -> ColorizeError:
     reason = (info.message or "").strip().splitlines()
     return ColorizeError(f"job {job_id} {status}: {reason[-1] if reason else 'no message'} "
                          f"(colorize jobs logs {job_id})")
-
-
-def _cmd_submit(args: argparse.Namespace) -> int:
-    if not args.verbose:  # Ray's packaging chatter (files ignored, upload) stays off the console
-        logging.getLogger("ray").setLevel(logging.ERROR)
-    if args.job_command == "serve":  # a Serve deployment, not a job
-        from colorize.serve_submit import run_from_cli
-
-        return run_from_cli(args)
-    client = connect(args.address, args.token_file)
-    job_id = submit(client, args.job_command, args.job_args, ship=not args.no_ship,
-                    submission_id=args.job_id)
-    print(f"job: {job_id}\ndashboard: {job_url(client, job_id)}", flush=True)
-    if not args.follow:
-        print(f"follow it: colorize jobs logs {job_id} --follow")
-        return 0
-    status = follow_logs(client, job_id)
-    print(f"job {job_id}: {status}")
-    if status != "SUCCEEDED":
-        raise _job_failed(client, job_id, status)
-    return 0
-
-
-def _cmd_jobs(args: argparse.Namespace) -> int:
-    if args.action == "serve":
-        from colorize import serve_submit
-
-        client = serve_submit.connect(args.address, args.token_file)
-        print("\n".join(serve_submit.status_lines(serve_submit.details(client), args.job)))
-        return 0
-    client = connect(args.address, args.token_file)
-    with _cluster_errors(client._address):
-        if args.action == "list":
-            jobs = sorted(client.list_jobs(), key=lambda j: j.start_time or 0)
-            print(f"{'job':30} {'status':10} {'started':20} entrypoint")
-            for job in jobs:
-                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((job.start_time or 0) / 1000))
-                print(f"{job.submission_id or job.job_id:30} {job.status.value:10} {started:20} "
-                      f"{job.entrypoint[:60]}")
-            return 0
-        if not args.job:
-            raise ColorizeError(f"`colorize jobs {args.action}` needs a job id (see `colorize jobs list`)")
-        if args.action == "status":
-            info = client.get_job_info(args.job)
-            print(f"job: {args.job}\nstatus: {info.status.value}\nentrypoint: {info.entrypoint}")
-            if info.message:
-                print(f"message: {info.message.strip()}")
-            print(f"dashboard: {job_url(client, args.job)}")
-        elif args.action == "logs":
-            if args.follow:
-                print(f"job {args.job}: {follow_logs(client, args.job)}")
-            else:
-                sys.stdout.write(client.get_job_logs(args.job))
-        else:
-            stopped = client.stop_job(args.job)
-            print(f"job {args.job}: {'stop requested' if stopped else 'not running'}")
-    return 0
-
-
-def _cluster_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("cluster")
-    group.add_argument("--address", help="the cluster's dashboard, e.g. http://127.0.0.1:8265 "
-                       "(default: $RAY_API_SERVER_ADDRESS)")
-    group.add_argument("--token-file", type=Path, help="file holding the cluster's auth token "
-                       "(default: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
-    return common
-
-
-def register(subparsers) -> None:
-    common = _cluster_options()
-    sub = subparsers.add_parser(
-        "submit", parents=[common],
-        help="run tune, train or fit as a job on a Ray cluster, or serve a model on it",
-        description="Submit `colorize COMMAND ARGS...` to a Ray cluster through its Jobs API. "
-        "Paths in ARGS are read on the cluster: use storage every node sees.")
-    sub.add_argument("--follow", action="store_true", help="print the job's logs until it ends")
-    sub.add_argument("--no-ship", action="store_true",
-                     help="use the colorize installed on the cluster instead of shipping this tree")
-    sub.add_argument("--job-id", help="submission id to use (default: Ray picks one)")
-    sub.add_argument("job_command", metavar="COMMAND", choices=(*SUBMITTABLE, "serve"),
-                     help=f"one of {', '.join(SUBMITTABLE)} (a job), or serve (a Serve "
-                     "deployment: serve MODEL_DIR with `colorize serve`'s options and --name, "
-                     "--route-prefix, --upscale-delay-s, --downscale-delay-s, --timeout-s)")
-    sub.add_argument("job_args", metavar="ARGS", nargs=argparse.REMAINDER,
-                     help="the command's own options (see colorize COMMAND --help)")
-    sub.set_defaults(func=_cmd_submit)
-
-    jobs = subparsers.add_parser("jobs", parents=[common], help="list, inspect, follow or stop "
-                                 "jobs; `jobs serve` shows the Serve applications")
-    jobs.add_argument("action", choices=("list", "status", "logs", "stop", "serve"))
-    jobs.add_argument("job", nargs="?", help="job (submission) id; with serve: an application")
-    jobs.add_argument("--follow", action="store_true", help="with logs: follow until the job ends")
-    jobs.set_defaults(func=_cmd_jobs)

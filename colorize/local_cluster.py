@@ -23,7 +23,6 @@ through `_ray_start()` below, which lets it join although that variable is off.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -297,69 +296,23 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def _ray_start(argv: list[str]) -> None:
-    """`ray start ARGS` that keeps 127.0.0.1 as given (see the module docstring).
+    """`ray start ARGS` that keeps 127.0.0.1 as given (see the module docstring and
+    `compat.ray_start_on_loopback`)."""
+    from colorize import compat
 
-    The node processes inherit RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so Ray resolves its own
-    address to 127.0.0.1; only this launcher turns the flag back on, because `ray start`
-    refuses to add a worker node while it is off.
-    """
-    from ray._private import ray_constants, services
-    from ray.scripts.scripts import main
-
-    ray_constants.ENABLE_RAY_CLUSTER = True
-    services.resolve_ip_for_localhost = lambda host: host
-    sys.argv = ["ray", "start", *argv]
-    main()
-
-
-def _print_status(cluster: LocalCluster) -> None:
-    import requests
-
-    headers = {"Authorization": f"Bearer {cluster.token()}"}
-    reply = requests.get(f"{cluster.dashboard_url}/api/v0/nodes", headers=headers, timeout=10)
-    reply.raise_for_status()
-    for node in reply.json()["data"]["result"]["result"]:
-        role = "head" if node.get("is_head_node") else "worker"
-        print(f"{node['node_id'][:12]}  {role:6}  {node['state']:6}  {node['node_ip']}")
-
-
-def _cmd_cluster(args: argparse.Namespace) -> int:
-    if args.action == "up":
-        cluster = up(args.dir, args.workers, args.cpus, args.base_port, args.object_store_mb)
-        print(f"dashboard: {cluster.dashboard_url}  (token in {cluster.token_path})")
-        print("for `colorize submit` and `colorize jobs`, run:")
-        for key, value in cluster.env().items():
-            print(f"  export {key}={value}")
-    elif args.action == "down":
-        print(f"stopped {down(args.dir)} processes")
-    else:
-        _print_status(LocalCluster.load(args.dir))
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "cluster", help="a multi-node Ray cluster on 127.0.0.1 with token auth: up, status, down",
-        description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder (token, logs)")
-    p.add_argument("--workers", type=int, default=1, help="worker nodes beside the head")
-    p.add_argument("--cpus", type=int, default=1, help="CPUs each node offers")
-    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
-    p.add_argument("--object-store-mb", type=int, default=256)
-    p.set_defaults(func=_cmd_cluster)
+    compat.ray_start_on_loopback(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m colorize.local_cluster ARGS` is `colorize cluster ARGS`; `_ray-start` is the
-    node launcher that `up` runs."""
+    """`python -m colorize.local_cluster _ray-start ARGS`: the node launcher that `up` runs.
+    The command line is `colorize cluster up|status|down` (colorize/cli/cluster.py)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_ray-start"]:
-        _ray_start(argv[1:])
-        return 0
-    from colorize.cli import main as cli_main
-
-    return cli_main(["cluster", *argv])
+    if argv[:1] != ["_ray-start"]:
+        print("usage: colorize cluster up|status|down [options] (this module only launches "
+              "nodes: python -m colorize.local_cluster _ray-start RAY_START_ARGS)", file=sys.stderr)
+        return 2
+    _ray_start(argv[1:])
+    return 0
 
 
 if __name__ == "__main__":

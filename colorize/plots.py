@@ -12,8 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from colorize import lab  # noqa: E402
-from colorize.artifact import Artifact  # noqa: E402
-from colorize.colorizer import predict_full_ab  # noqa: E402
+from colorize.inference import Artifact, predict_full_ab  # noqa: E402
 
 # a runs green (-) to magenta (+), b blue (-) to yellow (+); white is neutral (0).
 A_CMAP = LinearSegmentedColormap.from_list("lab_a", ["#008a4b", "#ffffff", "#d4007a"])

@@ -25,9 +25,9 @@ def connect(address: str | None = None, **local_options: Any) -> tuple[bool, str
     import ray
 
     if ray.is_initialized():
-        from ray._private.worker import get_dashboard_url
+        from colorize import compat
 
-        return False, _http(get_dashboard_url())
+        return False, _http(compat.dashboard_url())
     options: dict[str, Any] = {"address": address or "local", "log_to_driver": False}
     if options["address"] == "local":
         options.update(include_dashboard=True, dashboard_host="127.0.0.1")

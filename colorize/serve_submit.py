@@ -4,7 +4,7 @@
     colorize jobs serve                   # the cluster's Serve applications and replicas
 
 The deployment is serve/config.yaml, filled in: `model_dir` and the `colorize serve` options
-become the application's `args` (fields of serve.settings.Settings, validated here first),
+become the application's `args` (fields of colorize.serve.settings.Settings, validated here first),
 this source tree is uploaded as the application's runtime `working_dir` (as `colorize submit`
 does for jobs; `--no-ship` uses the colorize installed on the cluster), and the whole config
 goes to Serve's REST API on the cluster's dashboard (`PUT /api/serve/applications/`, what
@@ -18,7 +18,6 @@ deployment as a `deployments` override in the config, which takes precedence ove
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import time
@@ -27,19 +26,19 @@ from urllib.parse import urlparse
 
 import yaml
 
+from colorize import compat
 from colorize.errors import ColorizeError
 from colorize.jobs import _cluster_errors, open_client
 
 log = logging.getLogger(__name__)
 
 TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
-# `colorize serve` options that make no sense for a deployment onto a running cluster.
-LOCAL_ONLY = ("address", "dashboard_port")
+
 
 
 def config_template() -> dict:
-    """serve/config.yaml as shipped with the `serve` package (its import path, proxy, port)."""
-    import serve
+    """serve/config.yaml as shipped with the `colorize.serve` package (its import path, proxy, port)."""
+    from colorize import serve
 
     path = Path(serve.__file__).resolve().parent / "config.yaml"
     config = yaml.safe_load(path.read_text())
@@ -52,7 +51,7 @@ def serve_config(args: dict, *, name: str = "colorize", route_prefix: str = "/",
                  host: str | None = None, port: int | None = None,
                  runtime_env: dict | None = None, deployments: list | None = None) -> dict:
     """The Serve deploy config (ServeDeploySchema) for the colorize app with these `args`."""
-    from serve.settings import Settings
+    from colorize.serve.settings import Settings
 
     Settings.from_dict(args)  # unknown or bad settings fail here, not in a replica
     config = config_template()
@@ -93,20 +92,16 @@ def ship_runtime_env(client) -> dict:
     from colorize.jobs import runtime_env
 
     env = runtime_env(ship=True)
-    if "working_dir" in env:
-        with _cluster_errors(client._address):
-            # SubmissionClient's own upload (Ray 2.60): content-addressed gcs:// package,
-            # skipped when the cluster already has it.
-            client._upload_working_dir_if_needed(env)
-        env.pop("excludes", None)
-    else:  # installed from a wheel: the packages themselves
-        with _cluster_errors(client._address):
-            client._upload_py_modules_if_needed(env)
+    with _cluster_errors(compat.client_address(client)):
+        # SubmissionClient's own upload: content-addressed gcs:// package, skipped when the
+        # cluster already has it; py_modules when installed from a wheel.
+        compat.upload_runtime_env(client, env)
+    env.pop("excludes", None)
     return env
 
 
 def details(client) -> dict:
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         return client.get_serve_details()
 
 
@@ -124,7 +119,7 @@ def deploy(client, config: dict) -> None:
                 "deploy would replace it; remove it first (serve shutdown) or deploy the same way")
         others.append(app["deployed_app_config"])
     payload = dict(config, applications=others + config["applications"])
-    with _cluster_errors(client._address):
+    with _cluster_errors(compat.client_address(client)):
         client.deploy_applications(payload)
 
 
@@ -169,7 +164,7 @@ def autoscaling_overrides(app: dict, **delays: float | None) -> list[dict]:
 def endpoint(client, app: dict) -> str:
     """The application's URL: the dashboard's host, Serve's real HTTP port and the route."""
     http = details(client).get("http_options") or {}
-    host = urlparse(client._address).hostname or "127.0.0.1"
+    host = urlparse(compat.client_address(client)).hostname or "127.0.0.1"
     return f"http://{host}:{http.get('port', 8000)}{(app.get('route_prefix') or '/').rstrip('/')}/"
 
 
@@ -225,59 +220,3 @@ def status_lines(serve_details: dict, name: str | None = None) -> list[str]:
             state = app["deployments"][dep_name]["status"]
             lines.append(f"  {dep_name}: {state}, {running} of {target} replicas running{bounds}")
     return lines
-
-
-def _options_parser() -> argparse.ArgumentParser:
-    """Options of `submit serve` beyond those of `colorize serve` (which it also takes)."""
-    p = argparse.ArgumentParser(prog="colorize submit serve", add_help=False)
-    p.add_argument("--name", default="colorize", help="Serve application name")
-    p.add_argument("--route-prefix", default="/")
-    p.add_argument("--upscale-delay-s", type=float)
-    p.add_argument("--downscale-delay-s", type=float)
-    p.add_argument("--timeout-s", type=float, default=300.0)
-    return p
-
-
-def settings_args(serve_args: argparse.Namespace) -> dict:
-    """`colorize serve`'s parsed options as Settings fields (only those given or needed)."""
-    from serve.settings import parse_replicas
-
-    for option in LOCAL_ONLY:
-        if getattr(serve_args, option, None) is not None:
-            raise ColorizeError(f"--{option.replace('_', '-')} is not for `submit serve` "
-                                "(it deploys onto the cluster of --address/$RAY_API_SERVER_ADDRESS)")
-    low, high = parse_replicas(serve_args.replicas)
-    values = {
-        "model_dir": str(serve_args.model), "min_replicas": low, "max_replicas": high,
-        "max_batch_size": serve_args.max_batch_size,
-        "batch_wait_timeout_s": serve_args.batch_wait_ms / 1000.0,
-        "max_upload_bytes": int(serve_args.max_upload_mb * 1024 * 1024),
-        "cpus_per_replica": serve_args.cpus_per_replica,
-        "gpus_per_replica": serve_args.gpus_per_replica,
-        "host": serve_args.host, "port": serve_args.port,
-    }
-    if serve_args.max_pixels:
-        values["max_pixels"] = serve_args.max_pixels
-    if serve_args.api_key:
-        values["api_key"] = serve_args.api_key  # else the replicas read $COLORIZE_API_KEY
-    return values
-
-
-def run_from_cli(args: argparse.Namespace) -> int:
-    """`colorize submit [--address] [--token-file] [--no-ship] serve MODEL [options]`."""
-    from colorize.cli import build_parser
-
-    extra, rest = _options_parser().parse_known_args(args.job_args)
-    serve_args = build_parser().parse_args(["serve", *rest])
-    values = settings_args(serve_args)
-    client = connect(args.address, args.token_file)
-    if not args.verbose:  # importing Ray set these loggers' levels: quiet the upload chatter now
-        for name in ("ray", "ray.dashboard.modules.dashboard_sdk"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    url = submit(client, values, name=extra.name, route_prefix=extra.route_prefix,
-                 host=values["host"], port=values["port"], ship=not args.no_ship,
-                 upscale_delay_s=extra.upscale_delay_s,
-                 downscale_delay_s=extra.downscale_delay_s, timeout_s=extra.timeout_s)
-    print(f"endpoint:  POST {url}colorize\nweb page:  {url}\n"
-          f"status:    colorize jobs serve {extra.name}")
-    return 0

@@ -18,8 +18,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorize import ab_bins, data, lab, losses, metrics
+from colorize import ab_bins, compat, data, lab, losses, metrics
 from colorize.config import TrainConfig
+from colorize.inference import predict_ab
 from colorize.model import build_unet, decode_ab
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,6 @@ def learning_rate_at(config: TrainConfig, epoch: int) -> float:
 
 def _lr_schedule(config: TrainConfig) -> keras.callbacks.Callback:
     return keras.callbacks.LearningRateScheduler(lambda epoch, _: learning_rate_at(config, epoch))
-
-
-def predict_ab(model: keras.Model, l_norm: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Plain batched forward pass (no tf.function retracing per shape, works under any strategy)."""
-    out = [
-        np.asarray(model(l_norm[i : i + batch_size], training=False))
-        for i in range(0, len(l_norm), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros(l_norm.shape[:-1] + (2,), np.float32)
 
 
 def score_tiles(
@@ -151,8 +143,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         if self.previous:
             best_epoch = int(np.argmax(self.previous))
-            self.best, self.best_epoch = self.previous[best_epoch], best_epoch
-            self.wait = len(self.previous) - 1 - best_epoch
+            compat.resume_early_stopping(self, self.previous[best_epoch], best_epoch,
+                                         wait=len(self.previous) - 1 - best_epoch)
 
 
 class EpochProgress(keras.callbacks.Callback):

@@ -35,13 +35,12 @@ from ray.serve.exceptions import ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from colorize.artifact import load_artifact, read_metadata
 from colorize.colorizer import MAX_STRENGTH, check_strength, colorize_batch_strengths
-from colorize.data import stored_side
 from colorize.errors import ColorizeError
 from colorize.images import decode_image, encode_image, split_alpha
-from serve.batching import Batcher
-from serve.settings import API_KEY_HEADER, Settings
+from colorize.inference import load_artifact, read_metadata, working_side
+from colorize.serve.batching import Batcher
+from colorize.serve.settings import API_KEY_HEADER, Settings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class Colorizer:
 
     def _warm_up(self, batch: int) -> None:
         """Run the model once at batch 1 and at full batch so the first request is not slow."""
-        side = stored_side(self.artifact.config.image_size)
+        side = working_side(self.artifact.config.image_size)
         for count in sorted({1, batch}):
             grey = [np.zeros((side, side), np.uint8)] * count
             colorize_batch_strengths(self.artifact, grey, [1.0] * count)
@@ -387,7 +386,7 @@ class Ingress:
 
 def colorizer_options(settings: Settings) -> dict[str, Any]:
     """Replicas or autoscaling, concurrency, health checks and resources of the model."""
-    target = settings.target_ongoing_requests or float(settings.max_batch_size)
+    target = settings.autoscaling_target
     options: dict[str, Any] = {
         # room for one batch running and the next one filling (decoding included)
         "max_ongoing_requests": max(2 * settings.max_batch_size, math.ceil(target), 2),

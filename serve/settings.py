@@ -1,6 +1,6 @@
 """The endpoint's settings: one frozen dataclass, validated once at start-up.
 
-Built from keyword arguments (`colorize serve`, `serve.cli.start`) or from the `args`
+Built from keyword arguments (`colorize serve`, `colorize.serve.runner.start`) or from the `args`
 mapping of `serve/config.yaml`; unknown keys are errors. The API key may come from the
 environment (`COLORIZE_API_KEY`) so it never has to be written into a config file.
 """
@@ -22,19 +22,23 @@ API_KEY_HEADER = "X-API-Key"
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the endpoint, each default stated here once: `colorize serve`'s
+    flags are generated from these fields (help from the comments, colorize/cli/serve.py)
+    and tests check serve/config.yaml against them."""
+
     model_dir: str  # the artifact folder written by `colorize fit` / `colorize train`
     max_batch_size: int = 16  # images per forward pass (serve/batching.py); 1 turns batching off
-    batch_wait_timeout_s: float = 0.15  # longest wait for a batch to fill (serve/batching.py)
+    batch_wait_timeout_s: float = 0.15  # longest wait for a batch to fill up to the last batch's size
     max_upload_bytes: int = 20 * 1024 * 1024  # request bodies above this get 413
-    max_pixels: int = MAX_PIXELS  # images above this (read from the header) get 413
-    api_key: str | None = None  # when set, /colorize, /model and /stats need X-API-Key
+    max_pixels: int = MAX_PIXELS  # refuse images with more pixels (read from the header) with 413
+    api_key: str | None = None  # require this X-API-Key header on /colorize, /model and /stats
     min_replicas: int = 1  # equal min and max: a fixed number of model replicas
     max_replicas: int = 1  # larger than min: autoscaling between the two
-    target_ongoing_requests: float = 0.0  # autoscaling target per replica; 0 = 2 x batch size
-    cpus_per_replica: float = 1.0  # ray_actor_options of each model replica
-    gpus_per_replica: float = 0.0
+    target_ongoing_requests: float = 0.0  # autoscaling target of requests per replica; 0 = the batch size
+    cpus_per_replica: float = 1.0  # CPUs reserved for each model replica
+    gpus_per_replica: float = 0.0  # GPUs (or a fraction of one) for each model replica
     host: str = "127.0.0.1"  # HTTP bind address; anything else must be asked for
-    port: int = 8000
+    port: int = 8000  # HTTP port
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,12 +81,17 @@ class Settings:
             raise ColorizeError("serve settings need model_dir (the folder written by 'colorize fit')")
         return cls(**typed)
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
-
     @property
-    def batch_target(self) -> float:
-        return self.target_ongoing_requests or 2.0 * self.max_batch_size
+    def autoscaling_target(self) -> float:
+        """Ongoing requests per replica autoscaling aims at: one full batch unless set."""
+        return self.target_ongoing_requests or float(self.max_batch_size)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Each field's comment above: the help line of its `colorize serve` flag."""
+        from colorize.config import field_comments
+
+        return field_comments(cls)
 
     def public(self) -> dict[str, Any]:
         """What /model may show: everything except the key itself."""

@@ -1,6 +1,5 @@
 """Shared fixtures: tiny generated photos, a tiny configuration, a tiny trained artifact,
-one local Ray instance per test session, the shared real photos (skipped if absent), and
-`loopback_cluster` for modules that need a real multi-node cluster."""
+one local Ray instance per test session, and `loopback_cluster` for modules that need a real multi-node cluster."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def make_photo(rng: np.random.Generator, height: int = 48, width: int = 48) -> np.ndarray:
@@ -82,13 +80,6 @@ def ray_local():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "bsds500").is_dir():
-        pytest.skip(f"real photos not found at {SHARED_DATA} (only on development machines)")
-    return SHARED_DATA
 
 
 @pytest.fixture()

@@ -1,7 +1,7 @@
 """colorize.distributed and `colorize train`: real local Ray (2 CPUs), 2 CPU workers, tiny data.
 
 The experiment folders given to --from are written by tuning's own writers
-(tune.results: best_config.json + trials.csv) from made-up trial records, not by a Tune
+(colorize.tune.results: best_config.json + trials.csv) from made-up trial records, not by a Tune
 run, to keep these tests to a few minutes on 2 cores.
 """
 
@@ -18,8 +18,6 @@ from conftest import make_photo
 from colorize.cli import main
 from colorize.config import TrainConfig
 from colorize.distributed import (
-    FAIL_AT_ENV,
-    FAIL_MARKER_ENV,
     run_training,
     scaled_learning_rate,
     shard_indices,
@@ -27,11 +25,12 @@ from colorize.distributed import (
 )
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource, load_experiment
+from colorize.testing import FAIL_AT_ENV, FAIL_MARKER_ENV
 
 
 def write_experiment(folder: Path, config: TrainConfig, data: Path) -> Path:
     """An experiment folder written by tuning's own writers (best_config.json, trials.csv)."""
-    from tune.results import TrialRecord, write_best_config, write_trials_csv
+    from colorize.tune.results import TrialRecord, write_best_config, write_trials_csv
 
     folder.mkdir(parents=True)
     records = [

@@ -151,7 +151,7 @@ def test_rayjob_tunes_then_trains_with_arguments_colorize_accepts():
 def test_rayservice_serve_config_passes_ray_serve_schema_and_colorize_settings():
     from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
-    from serve.settings import Settings
+    from colorize.serve.settings import Settings
 
     config = yaml.safe_load(resource("RayService")["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(config)

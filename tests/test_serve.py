@@ -25,7 +25,7 @@ import yaml
 from PIL import Image
 
 from colorize.errors import ColorizeError
-from serve.settings import Settings, parse_replicas
+from colorize.serve.settings import Settings, parse_replicas
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_UPLOAD = 2_000_000
@@ -106,7 +106,7 @@ def server(ray_local, tiny_artifact):
     """The endpoint on a free port of 127.0.0.1 (batches of up to 8, 50 ms wait)."""
     from ray import serve
 
-    from serve.cli import start
+    from colorize.serve.runner import start
 
     url = start(tiny_artifact, port=free_port(), name="colorize", max_batch_size=8,
                 batch_wait_timeout_s=0.05, max_upload_bytes=MAX_UPLOAD, cpus_per_replica=0.5)
@@ -301,7 +301,7 @@ def test_page_and_docs(server):
 def test_api_key_is_enforced_when_set(server, tiny_artifact):
     from ray import serve
 
-    from serve.cli import start
+    from colorize.serve.runner import start
 
     url = start(tiny_artifact, name="secured", route_prefix="/secured", api_key="s3cret",
                 max_batch_size=2, cpus_per_replica=0.5)
@@ -339,7 +339,7 @@ def test_settings_api_key_from_environment(monkeypatch):
 
 
 def test_replicas_become_autoscaling_options():
-    from serve.app import colorizer_options
+    from colorize.serve.app import colorizer_options
 
     fixed = colorizer_options(Settings("m", max_batch_size=8, min_replicas=2, max_replicas=2))
     assert fixed["num_replicas"] == 2 and fixed["max_ongoing_requests"] >= 8
@@ -362,7 +362,7 @@ def test_config_yaml_is_a_valid_serve_config():
     config = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())
     schema = ServeDeploySchema.parse_obj(config)
     app = schema.applications[0]
-    assert app.import_path == "serve.app:app_builder" and schema.http_options.host == "127.0.0.1"
+    assert app.import_path == "colorize.serve.app:app_builder" and schema.http_options.host == "127.0.0.1"
     Settings.from_dict(app.args)  # every arg is a known setting
 
 
@@ -424,7 +424,7 @@ def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, 
 
     from ray import serve
 
-    from serve.cli import start
+    from colorize.serve.runner import start
 
     name = f"kill{replicas}"
     url = start(tiny_artifact, name=name, route_prefix=f"/{name}", replicas=replicas,
@@ -538,7 +538,7 @@ def test_batcher_forms_the_next_batch_from_what_queued_while_the_model_ran():
     import threading
     import time
 
-    from serve.batching import Batcher
+    from colorize.serve.batching import Batcher
 
     sizes, release = [], threading.Event()
 
@@ -578,7 +578,7 @@ def test_one_bad_image_does_not_fail_its_batch(local_artifact):
     import threading
     from collections import Counter
 
-    from serve.app import STAGES, Colorizer, StageClock
+    from colorize.serve.app import STAGES, Colorizer, StageClock
 
     replica = Colorizer.func_or_class.__new__(Colorizer.func_or_class)
     replica.artifact, replica.batch_sizes = local_artifact, Counter()

@@ -16,12 +16,12 @@ import pytest
 
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
+from colorize.testing import FAIL_ONCE_ENV
+from colorize.tune import search_space
 from tests.conftest import write_photos
-from tune import search_space
-from tune.trainable import FAIL_ONCE_ENV
 
 # Set at import, i.e. before any test starts Ray, so the trial workers inherit it. The hook
-# is inert until a test creates the file it names (see tune/trainable.py).
+# is inert until a test creates the file it names (see colorize/testing.py).
 FAIL_MARKER = Path(tempfile.gettempdir()) / f"colorize-tune-fail-once-{os.getpid()}"
 os.environ.setdefault(FAIL_ONCE_ENV, str(FAIL_MARKER))
 
@@ -36,7 +36,7 @@ def photos32(tmp_path_factory, cache_dir) -> Path:
 
 
 def tuning(photos, storage, name, **options):
-    from tune.service import run_tuning
+    from colorize.tune.service import run_tuning
 
     settings = dict(
         data=photos, name=name, storage=storage, folds=2, num_samples=1, max_epochs=2,
@@ -121,7 +121,7 @@ def test_bad_inputs_fail_before_any_trial(photos32, tmp_path, options, message):
 
 
 def test_default_batch_sizes_shrink_to_what_a_fold_can_fill(photos32):
-    from tune.service import TuneRequest, prepare_cv_data
+    from colorize.tune.service import TuneRequest, prepare_cv_data
 
     request = TuneRequest(str(photos32), "x", folds=3, space=search_space.load_space(None),
                           config=TINY.to_dict())
@@ -133,7 +133,7 @@ def test_default_batch_sizes_shrink_to_what_a_fold_can_fill(photos32):
 
 
 def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, cache_dir):
-    from tune.service import TuneRequest, _source, prepare_cv_data
+    from colorize.tune.service import TuneRequest, _source, prepare_cv_data
 
     first = write_photos(tmp_path / "a" / "train", 6, size=(32, 32))
     second = write_photos(tmp_path / "a" / "val", 6, seed=1, size=(32, 32))
@@ -149,7 +149,7 @@ def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, 
 def test_the_same_command_counts_as_the_same_search():
     from dataclasses import asdict
 
-    from tune.service import TuneRequest, _same_options
+    from colorize.tune.service import TuneRequest, _same_options
 
     request = TuneRequest("/photos", "x", space=search_space.load_space(None), config=TINY.to_dict())
     saved = json.loads(json.dumps(asdict(request)))
@@ -193,7 +193,7 @@ def fake_trial(trial_id, status, epoch=0, ssim=None, **config):
 
 
 def test_trial_table_shows_parameters_epoch_score_and_status(capsys):
-    from tune.progress import TrialTable
+    from colorize.tune.progress import TrialTable
 
     table = TrialTable(["batch_size", "loss"], max_epochs=4, scheduler="asha", interval_s=3600)
     trials = [fake_trial("a1", "RUNNING", 2, 0.81234, batch_size=8, loss="mse"),

@@ -44,7 +44,7 @@ def browser():
 def page_url(ray_local, tiny_artifact):
     from ray import serve
 
-    from serve.cli import start
+    from colorize.serve.runner import start
 
     url = start(tiny_artifact, port=free_port(), name="web", cpus_per_replica=0.5)
     yield url

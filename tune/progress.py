@@ -13,8 +13,8 @@ import time
 
 from ray import tune
 
-from tune.results import COMPLETED, ERROR, STOPPED
-from tune.trainable import METRIC
+from colorize.tune.results import COMPLETED, ERROR, STOPPED
+from colorize.tune.trainable import METRIC
 
 LIVE_STATUS = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused"}
 

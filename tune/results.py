@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tune.trainable import METRIC
+from colorize.tune.trainable import METRIC
 
 COMPLETED, STOPPED, ERROR, UNFINISHED = "completed", "stopped by ASHA", "error", "unfinished"
 

@@ -31,8 +31,8 @@ from colorize import signals
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.ray_session import connect
-from tune import results, search_space
-from tune.trainable import METRIC, CVData, train_cv
+from colorize.tune import results, search_space
+from colorize.tune.trainable import METRIC, CVData, train_cv
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +97,22 @@ def run_tuning(
     *,
     data: str | Path | list[str] | None = None,
     name: str,
-    storage: str | Path = DEFAULT_STORAGE,
-    folds: int = 3,
-    num_samples: int = 8,
-    max_epochs: int = 10,
-    grace_period: int = 1,
-    reduction_factor: float = 3,
-    max_concurrent: int = 0,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float = 0.0,
+    storage: str | Path | None = None,
+    folds: int | None = None,
+    num_samples: int | None = None,
+    max_epochs: int | None = None,
+    grace_period: int | None = None,
+    reduction_factor: float | None = None,
+    max_concurrent: int | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
     space: str | Path | dict | None = None,
     address: str | None = None,
     resume: bool = False,
     seed: int | None = None,
     config: TrainConfig | None = None,
     cache_dir: str | Path | None = None,
-    scheduler: str = "asha",
+    scheduler: str | None = None,
     verbose: int = 1,
     on_dashboard: Callable[[str], None] | None = None,
 ) -> dict:
@@ -121,9 +121,15 @@ def run_tuning(
     Returns {"experiment_dir", "best_config" (the best_config.json body, or None), "trials"
     (TrialRecords, best first), "summary" (text table), "dashboard_url", "interrupted",
     "results" (Tune's ResultGrid), "seconds"}. `config` fixes the non-searched TrainConfig
-    fields; `seed` (default: config.seed) seeds TPE, the fold split and training.
+    fields; `seed` (default: config.seed) seeds TPE, the fold split and training. Options
+    left None take TuneRequest's defaults (stated there, once).
     """
-    storage_path = _storage_path(storage)
+    options = {k: v for k, v in dict(
+        folds=folds, num_samples=num_samples, max_epochs=max_epochs, grace_period=grace_period,
+        reduction_factor=reduction_factor, max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, scheduler=scheduler,
+    ).items() if v is not None}
+    storage_path = _storage_path(storage if storage is not None else TuneRequest.storage)
     experiment_dir = Path(storage_path) / name
     if resume:
         request = _load_request(experiment_dir, name)
@@ -134,10 +140,9 @@ def run_tuning(
         if seed is not None:
             base = TrainConfig.from_dict({"seed": seed}, base)
         request = TuneRequest(
-            _source(data), name, storage_path, folds, num_samples, max_epochs, grace_period,
-            reduction_factor, max_concurrent, cpus_per_trial, gpus_per_trial, scheduler,
-            search_space.load_space(space), base.to_dict(),
-            str(cache_dir) if cache_dir else None,
+            data=_source(data), name=name, storage=storage_path,
+            space=search_space.load_space(space), config=base.to_dict(),
+            cache_dir=str(cache_dir) if cache_dir else None, **options,
         )
     request.check()
     base = TrainConfig.from_dict(request.config)
@@ -315,7 +320,7 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
                 resume: bool):
     from ray import tune
 
-    from tune.progress import TrialTable
+    from colorize.tune.progress import TrialTable
 
     trainable = tune.with_resources(
         tune.with_parameters(train_cv, data=cv_data),

@@ -6,16 +6,13 @@ fold, and reports one result with the mean and spread across folds, so ASHA prun
 the cross-validated mean rather than on one lucky fold. The k models and the epoch are
 checkpointed each epoch; a retried or resumed trial continues from its last checkpoint.
 
-Test-only hook: if the environment variable COLORIZE_TEST_FAIL_ONCE names a file that
-exists, the first trial to finish an epoch removes it and raises, so tests can check
-that a failed trial is retried from its checkpoint. Nothing else reads it.
+Tests may make one trial fail once (colorize/testing.py, `trial_fail_once`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from colorize import testing
+
 log = logging.getLogger(__name__)
 
-FAIL_ONCE_ENV = "COLORIZE_TEST_FAIL_ONCE"  # test hook, see the module docstring
 METRIC = "ssim_mean"  # what ASHA and Optuna maximise
 
 
@@ -67,7 +65,7 @@ def train_cv(config: dict, data: CVData) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             _save(Path(tmp), trainers, histories)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        _test_fail_once()
+        testing.trial_fail_once()  # does nothing unless a test asks
 
 
 def summarize(per_fold: list[dict[str, float]]) -> dict:
@@ -124,14 +122,3 @@ def _limit_threads() -> None:
             tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
         except RuntimeError:  # already initialised (a reused actor): keep its settings
             pass
-
-
-def _test_fail_once() -> None:
-    marker = os.environ.get(FAIL_ONCE_ENV)
-    if not marker:
-        return
-    try:
-        os.remove(marker)  # atomic: exactly one trial consumes the marker
-    except FileNotFoundError:
-        return
-    raise RuntimeError(f"test hook {FAIL_ONCE_ENV}: failing this trial once")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tune.service import DEFAULT_STORAGE
+from colorize.cli.options import DATA_HELP, add_config_options, add_data_option, config_from_args
+from colorize.tune.service import DEFAULT_STORAGE  # defaults stated there
+from colorize.tune.service import TuneRequest as Defaults
 
 
 def register(subparsers) -> None:
-    from colorize.cli import DATA_HELP, add_config_options, add_data_option
-
     p = subparsers.add_parser(
         "tune",
         help="search batch size and loss (and more) by k-fold CV with Ray Tune + Optuna + ASHA",
@@ -27,22 +27,27 @@ def register(subparsers) -> None:
     )
     add_data_option(p, default=None, help=DATA_HELP + " (not needed with --resume)")
     p.add_argument("--name", help="experiment name: its folder is STORAGE/NAME")
-    p.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"folder of experiments (default {DEFAULT_STORAGE}; on a cluster a folder "
+    # Left unset (None), each option takes colorize.tune.service.TuneRequest's default.
+    p.add_argument("--storage",
+                   help=f"folder of experiments (default {Defaults.storage}; on a cluster a folder "
                    "every node shares)")
-    p.add_argument("--folds", type=int, default=3, help="k of k-fold cross-validation (default 3)")
-    p.add_argument("--num-samples", type=int, default=8, help="trials to run (default 8)")
-    p.add_argument("--max-epochs", type=int, default=10, help="epochs of a full trial (default 10)")
-    p.add_argument("--grace-period", type=int, default=1,
-                   help="epochs before ASHA may stop a trial (default 1)")
-    p.add_argument("--reduction-factor", type=float, default=3,
-                   help="ASHA keeps 1/R of the trials at each rung (default 3)")
+    p.add_argument("--folds", type=int,
+                   help=f"k of k-fold cross-validation (default {Defaults.folds})")
+    p.add_argument("--num-samples", type=int, help=f"trials to run (default {Defaults.num_samples})")
+    p.add_argument("--max-epochs", type=int,
+                   help=f"epochs of a full trial (default {Defaults.max_epochs})")
+    p.add_argument("--grace-period", type=int,
+                   help=f"epochs before ASHA may stop a trial (default {Defaults.grace_period})")
+    p.add_argument("--reduction-factor", type=float, help="ASHA keeps 1/R of the trials at each "
+                   f"rung (default {Defaults.reduction_factor:g})")
     p.add_argument("--no-early-stopping", dest="scheduler", action="store_const", const="fifo",
-                   default="asha", help="run every trial to --max-epochs (FIFO, no ASHA)")
-    p.add_argument("--max-concurrent", type=int, default=0,
-                   help="trials at once (default 0: as many as resources allow)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (fractions ok)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions ok)")
+                   help="run every trial to --max-epochs (FIFO, no ASHA)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default "
+                   f"{Defaults.max_concurrent}: as many as resources allow)")
+    p.add_argument("--cpus-per-trial", type=float,
+                   help=f"CPUs per trial (fractions ok; default {Defaults.cpus_per_trial:g})")
+    p.add_argument("--gpus-per-trial", type=float,
+                   help=f"GPUs per trial (fractions ok; default {Defaults.gpus_per_trial:g})")
     p.add_argument("--space", type=Path,
                    help="YAML or JSON search space merged over the default (batch_size, loss)")
     p.add_argument("--address", help="join this Ray cluster (auto or ray://HOST:PORT); "
@@ -56,9 +61,8 @@ def register(subparsers) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from colorize.cli import config_from_args
     from colorize.errors import ColorizeError
-    from tune.service import run_tuning
+    from colorize.tune.service import run_tuning
 
     name = args.resume if isinstance(args.resume, str) else args.name
     if not name:
@@ -83,6 +87,6 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"optuna study: sqlite:///{folder / 'optuna.db'} (optuna-dashboard can open it)")
     if outcome["interrupted"]:
         print("interrupted: rerun the same command (or `colorize tune --resume "
-              f"{name} --storage {args.storage}`) to finish it")
+              f"{name} --storage {args.storage or DEFAULT_STORAGE}`) to finish it")
         return 130
     return 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from colorize.cli import DATA_HELP, add_config_options, add_data_option, config_overrides
+from colorize.cli.options import DATA_HELP, add_config_options, add_data_option, config_from_args
+from colorize.console import quality_table
 from colorize.errors import ColorizeError
 
 
@@ -44,7 +45,6 @@ def register(subparsers) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from colorize.cli import quality_table
     from colorize.distributed import run_training
 
     source, data = resolve_source(args)
@@ -63,18 +63,17 @@ def resolve_source(args: argparse.Namespace):
     """(ConfigSource, data source) from --from / --config and the override flags."""
     import dataclasses
 
-    from colorize.config import TrainConfig
-    from colorize.experiment import from_file_or_defaults, load_experiment
+    from colorize.experiment import ConfigSource, load_experiment
 
-    overrides = config_overrides(args)
     if args.experiment is not None:
         if args.config is not None:
             raise ColorizeError("give either --from EXPERIMENT_DIR or --config FILE, not both")
         source = load_experiment(args.experiment)
-        source = dataclasses.replace(source, config=TrainConfig.from_dict(overrides, source.config))
+        source = dataclasses.replace(source, config=config_from_args(args, base=source.config))
         data = args.data or source.best.get("data")
     else:
-        source = from_file_or_defaults(args.config, overrides)
+        source = ConfigSource(config_from_args(args), "file" if args.config else "defaults",
+                              str(args.config or ""))
         data = args.data
     if not data:
         raise ColorizeError("--data is required (a folder of colour photos, or 'sample')")

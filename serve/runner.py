@@ -1,19 +1,10 @@
-"""`colorize serve MODEL`: run the colorization endpoint, and `start()` for other commands.
-
-    colorize serve runs/quickstart/model                 # local Ray, http://127.0.0.1:8000/
-    colorize serve MODEL --replicas 1-4 --port 8080      # autoscaling between 1 and 4
-    colorize serve MODEL --address auto                  # deploy onto a running cluster
-
-Locally it prints the endpoint, web page, API docs and dashboard URLs and serves until
-the first Ctrl-C or SIGTERM: then it answers the requests in flight (new ones get a 503
-JSON answer), stops Serve and the Ray it started, and exits 130 (SIGINT) or 143
-(SIGTERM). With `--address` it deploys onto that cluster and returns (Serve keeps running
-there). `start(model_dir, ...)` does the same from Python and returns the endpoint URL.
-"""
+"""Run the Serve application from Python: `start(model_dir, ...)` connects to (or starts)
+Ray, deploys serve/app.py and returns the endpoint URL; `serve_until_stopped` serves until
+the first SIGINT/SIGTERM and `drain` answers the requests in flight before Serve stops.
+`colorize serve` (colorize/cli/serve.py) and `colorize pipeline` use it."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -23,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from colorize.ray_session import connect
-from serve.settings import API_KEY_ENV, Settings, parse_replicas
+from colorize.serve.settings import Settings, parse_replicas
 
 log = logging.getLogger(__name__)
 APP_NAME = "colorize"
@@ -83,7 +74,7 @@ def deploy(settings: Settings, name: str = APP_NAME, route_prefix: str = "/") ->
     """Start Serve's HTTP proxy (bound to settings.host) and run the application on it."""
     from ray import serve
 
-    from serve.app import build_app
+    from colorize.serve.app import build_app
 
     app = build_app(settings)  # checks the artifact first: one clear line if it is not one
     serve.start(http_options={"host": settings.host, "port": settings.port})
@@ -96,63 +87,11 @@ def deploy(settings: Settings, name: str = APP_NAME, route_prefix: str = "/") ->
 def _http_address(settings: Settings) -> tuple[str, int]:
     """The proxy's real host and port (Serve keeps its first ones if it was running)."""
     try:
-        from ray.serve.context import _get_global_client
+        from colorize import compat
 
-        config = _get_global_client().http_config
-        return config.host, int(config.port)
+        return compat.serve_http_address()
     except Exception:  # a private API; fall back to what was asked for
         return settings.host, settings.port
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "serve", help="serve a model over HTTP on Ray Serve (web page, batching, autoscaling)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("model", type=Path, help="model folder (written by fit or train)")
-    p.add_argument("--replicas", default="1", help="N model replicas, or MIN-MAX to autoscale")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--address", help="Ray cluster to deploy onto ('auto', 'ray://HOST:10001')")
-    p.add_argument("--max-batch-size", type=int, default=16, help="1 turns batching off")
-    p.add_argument("--batch-wait-ms", type=float, default=Settings.batch_wait_timeout_s * 1000,
-                   help="longest wait for a batch to fill up to the last batch's size")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-pixels", type=int, help="refuse larger images (default 50 million)")
-    p.add_argument("--api-key", help=f"require this X-API-Key header (or set ${API_KEY_ENV})")
-    p.add_argument("--cpus-per-replica", type=float, default=1.0)
-    p.add_argument("--gpus-per-replica", type=float, default=0.0)
-    p.add_argument("--dashboard-port", type=int, help="Ray dashboard port (local Ray only)")
-    p.set_defaults(func=_cmd_serve)
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from colorize.artifact import read_metadata
-
-    low, high = parse_replicas(args.replicas)
-    values: dict[str, Any] = {
-        "model_dir": str(args.model), "host": args.host, "port": args.port,
-        "min_replicas": low, "max_replicas": high, "max_batch_size": args.max_batch_size,
-        "batch_wait_timeout_s": args.batch_wait_ms / 1000.0,
-        "max_upload_bytes": int(args.max_upload_mb * 1024 * 1024), "api_key": args.api_key,
-        "cpus_per_replica": args.cpus_per_replica, "gpus_per_replica": args.gpus_per_replica,
-    }
-    if args.max_pixels:
-        values["max_pixels"] = args.max_pixels
-    settings = Settings.from_dict(values)
-    if not args.address:
-        read_metadata(settings.model_dir)  # a wrong folder fails before Ray starts
-    started, dashboard = connect_for_serving(args.address, dashboard_port=args.dashboard_port)
-    url = deploy(settings)
-    print(f"endpoint:  POST {url}colorize\nweb page:  {url}\nAPI docs:  {url}docs")
-    print(f"dashboard: {dashboard or 'see the Ray cluster'}", flush=True)
-    if args.address:
-        print("deployed onto the cluster; it keeps serving after this command returns")
-        return 0
-    print("serving until Ctrl-C", flush=True)
-    signum = serve_until_stopped(APP_NAME, started)
-    print(f"stopped; serve the model again with: colorize serve {args.model}", flush=True)
-    return 128 + signum
 
 
 class _StopSignals:

@@ -1,0 +1,48 @@
+"""`colorize cluster up|status|down`: a multi-node Ray cluster on 127.0.0.1 with token auth
+(colorize/local_cluster.py starts and stops it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from colorize import local_cluster
+from colorize.local_cluster import DEFAULT_BASE_PORT, DEFAULT_DIR, LocalCluster, down, up
+
+
+def _print_status(cluster: LocalCluster) -> None:
+    import requests
+
+    headers = {"Authorization": f"Bearer {cluster.token()}"}
+    reply = requests.get(f"{cluster.dashboard_url}/api/v0/nodes", headers=headers, timeout=10)
+    reply.raise_for_status()
+    for node in reply.json()["data"]["result"]["result"]:
+        role = "head" if node.get("is_head_node") else "worker"
+        print(f"{node['node_id'][:12]}  {role:6}  {node['state']:6}  {node['node_ip']}")
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        cluster = up(args.dir, args.workers, args.cpus, args.base_port, args.object_store_mb)
+        print(f"dashboard: {cluster.dashboard_url}  (token in {cluster.token_path})")
+        print("for `colorize submit` and `colorize jobs`, run:")
+        for key, value in cluster.env().items():
+            print(f"  export {key}={value}")
+    elif args.action == "down":
+        print(f"stopped {down(args.dir)} processes")
+    else:
+        _print_status(LocalCluster.load(args.dir))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "cluster", help="a multi-node Ray cluster on 127.0.0.1 with token auth: up, status, down",
+        description=local_cluster.__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder (token, logs)")
+    p.add_argument("--workers", type=int, default=1, help="worker nodes beside the head")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs each node offers")
+    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
+    p.add_argument("--object-store-mb", type=int, default=256)
+    p.set_defaults(func=_cmd_cluster)

@@ -1,0 +1,132 @@
+"""`colorize fit`, `colorize evaluate`, `colorize predict`: the commands that run on this
+machine alone (no Ray, except `predict --address`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from colorize import signals
+from colorize.cli.options import add_config_options, add_data_option, config_from_args
+from colorize.console import quality_table
+from colorize.errors import ColorizeError
+
+
+def register(sub) -> None:
+    fit_p = sub.add_parser("fit", help="train a model on one machine and evaluate it")
+    add_data_option(fit_p)
+    fit_p.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
+    fit_p.add_argument("--cache", type=Path, help="decoded-data cache folder")
+    add_data_option(fit_p, flag="--test-data", default=None,
+                    help="score on these photos (a benchmark's test folder; repeatable) and "
+                         "split --data 85/15 into training and validation only")
+    fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
+    add_config_options(fit_p)
+    fit_p.set_defaults(func=_cmd_fit)
+
+    ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
+    ev.add_argument("model", type=Path, help="model folder (written by fit or train)")
+    add_data_option(ev, default=None, required=True)
+    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
+    ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser(
+        "predict", help="colorize images (files or folders), mirroring the input tree",
+        description="Colorize image files and folders into --out, mirroring the input tree "
+        "(a/x.jpg -> OUT/a/x.png). Existing outputs are skipped (a rerun finishes an "
+        "interrupted run) unless --overwrite; images are colorized in batches.")
+    pr.add_argument("model", type=Path, help="model folder (written by fit or train)")
+    pr.add_argument("inputs", nargs="+", help="image files or folders")
+    pr.add_argument("--out", required=True, type=Path, help="output folder")
+    pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    pr.add_argument("--strength", type=float, default=1.0,
+                    help="colour strength: 0 grey, 1 the model's calibrated colour (default), "
+                    "up to 3 more vivid")
+    pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    pr.add_argument("--keep-extension", action="store_true",
+                    help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
+    ray_data = pr.add_argument_group("on a Ray cluster, with Ray Data (colorize.batch_ray)")
+    ray_data.add_argument("--address", help="Ray cluster ('auto', 'ray://HOST:10001', or "
+                          "'local' for a Ray instance on this machine)")
+    ray_data.add_argument("--actors", type=int, default=2, help="model actors (default 2)")
+    ray_data.add_argument("--cpus-per-actor", type=float, default=1.0)
+    pr.set_defaults(func=_cmd_predict)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from colorize.experiment import ConfigSource
+    from colorize.fit_job import run_fit
+    from colorize.report import write_report
+    from colorize.training import EpochProgress
+
+    config = config_from_args(args)
+    progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size)]
+    with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
+                       f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
+        metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress,
+                          test_source=args.test_data)
+    test = metrics["test"]
+    print(quality_table(test))
+    source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
+    print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from colorize.artifact import load_artifact
+    from colorize.data import photos_from
+    from colorize.evaluation import evaluate_photos
+
+    artifact = load_artifact(args.model)
+    photos = photos_from(args.data)
+    if args.limit:
+        photos = photos[: args.limit]
+    result = evaluate_photos(artifact, photos)
+    print(quality_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from colorize import batch_predict
+    from colorize.artifact import load_artifact
+    from colorize.colorizer import check_strength
+    from colorize.console import Progress
+
+    strength = check_strength(args.strength)
+    pairs = batch_predict.plan(args.inputs, args.out, args.format, args.keep_extension)
+    todo, skipped = batch_predict.pending(pairs, args.overwrite)
+    counts = batch_predict.Counts(skipped=skipped)
+    if todo:
+        where = f" on Ray ({args.actors} actors)" if args.address else ""
+        with signals.stage(f"colorizing into {args.out}{where}", f"{args.out} holds the "
+                           "finished images: rerun the same command to do the rest"), \
+                Progress(len(todo), "colorizing" + where) as progress:
+
+            def after_batch(outcomes) -> None:
+                for outcome in outcomes:
+                    if outcome.status == "done":
+                        counts.done += 1
+                    else:
+                        counts.failed += 1
+                        print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+                progress.update(len(outcomes), failed=counts.failed)
+
+            if args.address:  # the same batches on a Ray cluster's actors (Ray Data)
+                from colorize import batch_ray
+
+                batch_ray.run(args.model, todo, address=args.address, actors=args.actors,
+                              batch_size=args.batch_size, strength=strength, fmt=args.format,
+                              cpus_per_actor=args.cpus_per_actor, on_batch=after_batch)
+            else:
+                batch_predict.run(load_artifact(args.model), todo, batch_size=args.batch_size,
+                                  strength=strength, fmt=args.format, on_batch=after_batch)
+    print(counts.line(args.out))
+    if counts.failed and not counts.done and not counts.skipped:
+        raise ColorizeError(f"none of the {counts.failed} image(s) could be colorized (see above)")
+    return 0

@@ -1,0 +1,73 @@
+"""`colorize pipeline`: tune, train the best configuration and serve it, in one command
+(the chaining itself is colorize/pipeline.py's `run_pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from colorize import pipeline, signals
+from colorize.cli.options import DATA_HELP, add_config_options, add_data_option, config_from_args
+from colorize.console import quality_table
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pipeline", help="tune, train the best configuration and serve it, in one command",
+        description=pipeline.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_option(p, help=DATA_HELP + " (default: sample)")
+    p.add_argument("--out", type=Path, default=pipeline.DEFAULT_OUT,
+                   help=f"output folder (default {pipeline.DEFAULT_OUT})")
+    p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8 "
+                   "and the three losses)")
+    p.add_argument("--folds", type=int, default=3, help="k of k-fold cross-validation (default 3)")
+    p.add_argument("--num-samples", type=int, default=4, help="tuning trials (default 4)")
+    p.add_argument("--max-epochs", type=int, default=4, help="epochs of a full trial (default 4)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (0: all that fit)")
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
+    p.add_argument("--host", default="127.0.0.1", help="endpoint bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="endpoint port (default 8000)")
+    p.add_argument("--address", help="Ray cluster to run on (e.g. auto); default: a local Ray")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--cache", type=Path, help="decoded-data cache folder")
+    p.add_argument("--no-wait", action="store_true", help="return once the endpoint is up "
+                   "(with a local Ray this also stops it)")
+    add_config_options(p)
+    p.set_defaults(func=_cmd_pipeline)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from colorize.config import TrainConfig
+
+    config = config_from_args(args)
+    if args.epochs is None and args.config is None:
+        config = TrainConfig.from_dict({"epochs": pipeline.FINAL_EPOCHS}, config)
+    result = pipeline.run_pipeline(
+        args.data, args.out, config=config, space=args.space, folds=args.folds,
+        num_samples=args.num_samples, max_epochs=args.max_epochs,
+        max_concurrent=args.max_concurrent, workers=args.workers, host=args.host,
+        port=args.port, address=args.address, num_cpus=args.num_cpus, cache_dir=args.cache,
+        verbose=1, say=lambda line: print(line, flush=True),
+    )
+    print(quality_table(result["metrics"]["test"]))
+    print(f"best config: {Path(result['experiment_dir']) / 'best_config.json'}")
+    print(f"model: {result['artifact']}")
+    if not args.no_wait:
+        print("serving until Ctrl-C; try: curl -F image=@photo.jpg "
+              f"{result['endpoint']}colorize -o colour.png")
+    print(f"endpoint: {result['endpoint']}\nreport: {result['report']}", flush=True)
+    if args.no_wait:
+        return 0
+    with signals.stage(f"serving {result['endpoint']}",
+                       f"the model is {result['artifact']} (colorize serve MODEL serves it again)"):
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            if args.address:  # on a cluster the application would outlive this command
+                from ray import serve
+
+                serve.shutdown()
+            raise

@@ -1,0 +1,88 @@
+"""Inference on its own: a trained artifact and photos in, the model's colour out.
+
+Owns what a Serve replica, `colorize predict`, evaluation and the plots need and nothing
+more: loading the artifact (artifact.py), the working scale (preprocess.py), the forward
+pass and composing the predicted a/b with the photo's own full-resolution L. It imports
+nothing from training, tiling or tf.data (a test checks `sys.modules`), so a replica loads
+only the model. colorizer.py adds the colour strength on top; training scores its
+validation crops with the same `predict_ab`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from colorize import lab
+from colorize.artifact import Artifact, load_artifact, read_metadata
+from colorize.images import split_alpha
+from colorize.model import decode_ab
+from colorize.preprocess import resize_short_side, working_side
+
+__all__ = [
+    "Artifact", "MAX_ASPECT", "compose", "load_artifact", "predict_ab", "predict_full_ab",
+    "prepare", "read_metadata", "working_side",
+]
+
+MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its long side
+
+
+def predict_ab(model, l_norm: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Plain batched forward pass, normalised L (N, H, W, 1) -> the model's raw output (no
+    tf.function retracing per shape, works under any strategy)."""
+    out = [
+        np.asarray(model(l_norm[i : i + batch_size], training=False))
+        for i in range(0, len(l_norm), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros(l_norm.shape[:-1] + (2,), np.float32)
+
+
+def prepare(artifact: Artifact, image: np.ndarray) -> dict:
+    """One decoded image -> its planes: "l" full-size normalised L, "alpha" (or None) and
+    "small", the model's normalised L input: L resized to the working scale by the rule
+    training tiles follow (preprocess.py). Training resizes RGB and then converts, this
+    converts and then resizes L, so that a colour photo and its grey version give the
+    same input; the two agree to a fraction of an L unit (tests/test_inference.py)."""
+    rgb, alpha = split_alpha(image)
+    l_norm = lab.split_lab(rgb)[0][..., 0]  # colour inputs become grey here: only L is used
+    side = working_side(artifact.config.image_size)
+    small = resize_short_side(l_norm, side, max_long=MAX_ASPECT * side)
+    return {"l": l_norm, "alpha": alpha, "small": small}
+
+
+def predict_full_ab(artifact: Artifact, images: list[np.ndarray]) -> list[tuple[dict, np.ndarray]]:
+    """Per image: its prepared planes (see `prepare`) and the predicted normalised a/b
+    upsampled to full size (H, W, 2). One forward pass, images padded to a common shape."""
+    prepared = [prepare(artifact, image) for image in images]
+    multiple = 2**artifact.config.depth
+    height = _round_up(max(p["small"].shape[0] for p in prepared), multiple)
+    width = _round_up(max(p["small"].shape[1] for p in prepared), multiple)
+    batch = np.stack([_pad(p["small"], height, width) for p in prepared])[..., None]
+    ab_small = decode_ab(predict_ab(artifact.model, batch), artifact.config, artifact.calibration)
+    return [(p, _upsample_ab(p, ab_small[i])) for i, p in enumerate(prepared)]
+
+
+def compose(prepared: dict, ab: np.ndarray) -> np.ndarray:
+    """The full-size L of `prepared` joined with normalised a/b -> RGB (or RGBA) uint8."""
+    rgb = lab.to_uint8(lab.join_lab(prepared["l"][..., None], ab))
+    if prepared["alpha"] is not None:
+        return np.dstack([rgb, prepared["alpha"]])
+    return rgb
+
+
+def _upsample_ab(prepared: dict, ab_padded: np.ndarray) -> np.ndarray:
+    small_h, small_w = prepared["small"].shape
+    h, w = prepared["l"].shape
+    ab = cv2.resize(ab_padded[:small_h, :small_w], (w, h), interpolation=cv2.INTER_LINEAR)
+    return ab.reshape(h, w, 2)  # cv2 drops a trailing axis of 1 for 1-pixel images
+
+
+def _pad(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad to (height, width); edge-pad where the plane is too small to reflect."""
+    pad_h, pad_w = height - plane.shape[0], width - plane.shape[1]
+    mode = "reflect" if pad_h < plane.shape[0] and pad_w < plane.shape[1] else "edge"
+    return np.pad(plane, ((0, pad_h), (0, pad_w)), mode=mode)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

@@ -1,0 +1,120 @@
+"""What runs on each Ray Train worker: `train_loop_per_worker` (its shard, the full
+validation set, `colorize.training.fit` under MultiWorkerMirroredStrategy) and `RayReport`,
+the callback that reports each epoch with a checkpoint. The driver side (data, resources,
+the trainer, the report) is colorize/distributed.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from colorize import compat, testing
+from colorize.config import TrainConfig
+from colorize.training import ELAPSED_KEY, MONITOR_KEY
+
+log = logging.getLogger(__name__)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: its shard, the full validation set, `fit` under MWMS."""
+    import ray
+    import ray.train
+    import tensorflow as tf
+
+    # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray).
+    threads = max(1, int(loop_config.get("cpus_per_worker", 1)))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    compat.patch_keras_multi_worker()
+
+    from colorize import data, training
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    config = TrainConfig.from_dict(loop_config["config"])
+    shard = ray.get(loop_config["shards"][rank])
+    val_tiles = ray.get(loop_config["val"])
+    # The dataset is batched at the global batch size; tf.distribute hands each worker
+    # batch_size of it per step. Auto-sharding is off: the shard is already this worker's.
+    train_ds = data.make_dataset(
+        shard, config.image_size, config.batch_size * world, config.seed + rank, training=True
+    )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    train_ds = train_ds.with_options(options)
+
+    with tempfile.TemporaryDirectory(prefix="colorize-worker-") as tmp:
+        checkpoint_dir = Path(tmp) / "checkpoint"
+        start_epoch = _restore(ray.train.get_checkpoint(), checkpoint_dir)
+        images_per_epoch = config.steps_per_epoch * config.batch_size * world
+        callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch,
+                               loop_config.get("progress") if rank == 0 else None)]
+        callbacks += testing.worker_callbacks(rank, world)  # none unless a test asks
+        training.fit(
+            config, shard, val_tiles, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
+            verbose=0, strategy=strategy, train_dataset=train_ds,
+        )
+
+
+def _restore(checkpoint, checkpoint_dir: Path) -> int:
+    """Copy the run's latest Ray checkpoint (if any) to `checkpoint_dir`; its epoch count."""
+    if checkpoint is None:
+        return 0
+    checkpoint.to_directory(str(checkpoint_dir))
+    epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
+    log.info("resuming from %s after epoch %d", checkpoint.path, epoch)
+    return int(epoch)
+
+
+class RayReport(keras.callbacks.Callback):
+    """Each epoch: the same val_ssim and val_monitor on every worker, then ray.train.report
+    + checkpoint.
+
+    Runs after `fit`'s own checkpoint callback has written this epoch to
+    `checkpoint_dir`, and before early stopping reads val_monitor.
+    """
+
+    def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int,
+                 progress=None):
+        super().__init__()
+        self.checkpoint_dir, self.rank, self.start_epoch = checkpoint_dir, rank, start_epoch
+        self.images_per_epoch = images_per_epoch
+        self.progress = progress  # a ray.util.queue.Queue the driver prints epoch lines from
+        self.started = self.last_step = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.last_step = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_step = time.perf_counter()  # the epoch's training ends at its last step
+
+    def on_epoch_end(self, epoch, logs=None):
+        import ray.train
+        from ray.train.collective import broadcast_from_rank_zero
+
+        logs = logs if logs is not None else {}
+        # Early stopping and the time budget read these: every worker must see rank 0's values.
+        for key in ("val_ssim", MONITOR_KEY, ELAPSED_KEY):
+            logs[key] = broadcast_from_rank_zero(float(logs.get(key, 0.0)))
+        metrics = {key: float(value) for key, value in logs.items()}
+        train_seconds = max(self.last_step - self.started, 1e-9)
+        metrics.update(
+            epoch=epoch + 1,
+            start_epoch=self.start_epoch,  # the epoch this worker group resumed after
+            train_seconds=train_seconds,  # the epoch's training steps, without validation
+            images_per_second=self.images_per_epoch / train_seconds,  # all workers together
+        )
+        checkpoint = (
+            ray.train.Checkpoint.from_directory(str(self.checkpoint_dir)) if self.rank == 0 else None
+        )
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+        if self.progress is not None:
+            self.progress.put_nowait(metrics)

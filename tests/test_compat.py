@@ -12,12 +12,10 @@ from conftest import ROOT
 from colorize import compat
 
 
-def test_the_installed_versions_are_the_checked_ones():
-    for package, checked in compat.CHECKED.items():
-        installed = version(package)
-        assert installed.split(".")[:2] == checked.split(".")[:2], (
-            f"{package} {installed} is installed, compat.py was checked on {checked}: re-check "
-            "every entry of compat.PRIVATE_NAMES (run tests/test_compat.py), then update CHECKED")
+def _versions() -> str:
+    """Installed against checked versions, for the failure messages: a newer Ray or Keras is
+    not itself an error (the range in pyproject.toml allows it); a changed object is."""
+    return ", ".join(f"{p} {version(p)} installed, checked on {v}" for p, v in compat.CHECKED.items())
 
 
 @pytest.mark.parametrize("entry", compat.PRIVATE_NAMES, ids=lambda e: e.name)
@@ -25,7 +23,7 @@ def test_every_private_name_still_exists(entry):
     try:
         compat.resolve(entry)
     except (ImportError, AttributeError) as exc:
-        pytest.fail(f"{entry.name} is gone ({exc}); it was used because {entry.why}")
+        pytest.fail(f"{entry.name} is gone ({exc}); it was used because {entry.why} ({_versions()})")
 
 
 def _parameters(function) -> list[str]:

@@ -15,8 +15,9 @@
   (`os.replace`), so an interrupted run never leaves half a file and a rerun finishes the
   rest.
 - **Batches**: `colorize_files` runs `colorize.colorizer.colorize_batch` (the function the
-  Serve endpoint uses) on the whole batch; `run` orders each window of images by aspect
-  ratio first, so a batch's images need little padding to a common shape.
+  Serve endpoint uses) on the whole batch, one forward pass per working shape (no photo
+  padded to another's, so its colours do not depend on its batch); `run` orders each
+  window of images by aspect ratio first, so photos of one shape share a pass.
 
 `plan` and `colorize_files` are what a distributed runner (e.g. Ray Data's `map_batches`)
 needs: plan on the driver, colorize batches of pairs on the workers.

@@ -52,14 +52,21 @@ def prepare(artifact: Artifact, image: np.ndarray) -> dict:
 
 def predict_full_ab(artifact: Artifact, images: list[np.ndarray]) -> list[tuple[dict, np.ndarray]]:
     """Per image: its prepared planes (see `prepare`) and the predicted normalised a/b
-    upsampled to full size (H, W, 2). One forward pass, images padded to a common shape."""
+    upsampled to full size (H, W, 2). One forward pass per working shape: images of the
+    same shape share it, and none is padded to another's (padding would change the colours
+    near its borders), so a photo gets the same colours in any batch as alone."""
     prepared = [prepare(artifact, image) for image in images]
     multiple = 2**artifact.config.depth
-    height = _round_up(max(p["small"].shape[0] for p in prepared), multiple)
-    width = _round_up(max(p["small"].shape[1] for p in prepared), multiple)
-    batch = np.stack([_pad(p["small"], height, width) for p in prepared])[..., None]
-    ab_small = decode_ab(predict_ab(artifact.model, batch), artifact.config, artifact.calibration)
-    return [(p, _upsample_ab(p, ab_small[i])) for i, p in enumerate(prepared)]
+    shapes = [(_round_up(p["small"].shape[0], multiple), _round_up(p["small"].shape[1], multiple))
+              for p in prepared]
+    results: list = [None] * len(prepared)
+    for shape in dict.fromkeys(shapes):  # first-seen order
+        members = [i for i, s in enumerate(shapes) if s == shape]
+        batch = np.stack([_pad(prepared[i]["small"], *shape) for i in members])[..., None]
+        ab_small = decode_ab(predict_ab(artifact.model, batch), artifact.config, artifact.calibration)
+        for row, i in enumerate(members):
+            results[i] = (prepared[i], _upsample_ab(prepared[i], ab_small[row]))
+    return results
 
 
 def compose(prepared: dict, ab: np.ndarray) -> np.ndarray:

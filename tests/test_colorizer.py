@@ -68,3 +68,14 @@ def test_bad_strengths_are_refused_with_a_422(artifact, bad):
     with pytest.raises(ColorizeError, match="strength must be a number from 0") as info:
         colorize_image(artifact, np.zeros((8, 8, 3), np.uint8), strength=bad)
     assert info.value.status == 422
+
+
+def test_a_photo_gets_the_same_colours_in_a_batch_of_other_shapes_as_alone(artifact):
+    """Portrait, landscape and square photos in one call: each runs at its own working shape
+    (no padding to the largest), so its colours do not depend on its batch mates."""
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, s + (3,), dtype=np.uint8) for s in [(60, 36), (36, 60), (36, 36), (60, 36)]]
+    batch = colorize_batch(artifact, images)
+    for image, out in zip(images, batch, strict=True):
+        assert out.shape[:2] == image.shape[:2]
+        assert np.abs(out.astype(int) - colorize_image(artifact, image)).max() <= 1

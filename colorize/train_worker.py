@@ -110,6 +110,7 @@ class RayReport(keras.callbacks.Callback):
             epoch=epoch + 1,
             start_epoch=self.start_epoch,  # the epoch this worker group resumed after
             train_seconds=train_seconds,  # the epoch's training steps, without validation
+            epoch_seconds=time.perf_counter() - self.started,  # the whole epoch, validation included
             images_per_second=self.images_per_epoch / train_seconds,  # all workers together
         )
         checkpoint = (

@@ -520,7 +520,10 @@ def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code):
     before = [r for r in records if r[0] < signalled]
     assert before and all(r[1] == 200 for r in before), [r for r in before if r[1] != 200]
     after = {r[1] for r in records if r[0] >= signalled}
-    assert after <= {200, 503, "ConnectError", "RemoteProtocolError", "ReadError"}, after
+    # After the signal: answered, refused while draining (503), or cut off as Serve goes
+    # away; a request the proxy accepts in the last moment of the teardown, after the
+    # drain, gets Ray's own plain 500 from a proxy whose ingress replica is gone.
+    assert after <= {200, 503, 500, "ConnectError", "RemoteProtocolError", "ReadError"}, after
     assert all(r[2] == "application/json" for r in records if r[1] == 503)
     assert "stopping the server" in text
     for marker in ("Traceback", "Stack trace", "*** SIG", "Aborted"):

@@ -28,6 +28,7 @@ from tests.conftest import write_photos
 
 
 def test_a_signal_stops_the_current_stage_with_its_message():
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a background job
     with signals.handling():
         with pytest.raises(signals.Stopped) as caught:
             with signals.stage("training into out", "saved in out/checkpoint"):
@@ -35,7 +36,7 @@ def test_a_signal_stops_the_current_stage_with_its_message():
                 time.sleep(5)  # the handler raises here, in the main thread
         assert caught.value.exit_code == 143 and caught.value.what == "training into out"
         assert caught.value.after == "saved in out/checkpoint"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after
+    assert signal.getsignal(signal.SIGINT) is before  # put back after
     assert not signals.installed() and signals.requested() is None
 
 

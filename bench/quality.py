@@ -122,14 +122,14 @@ def main() -> None:
           f"decoded in {time.time() - started:.0f} s")
 
     strengths = [float(x) for x in args.strengths.split(",")]
-    results = {}
+    results, artifacts = {}, {}
     for name, config in configs.items():
         train_tiles = pool.tiles[all_train & (pool.scale <= config.views)]
         start = time.time()
         model, history = fit(config, train_tiles, val_tiles, verbose=2)
         train_s = time.time() - start
         calibration = calibrate(model, config, val_tiles)
-        artifact = Artifact(model, config, {"calibration": calibration})
+        artifact = artifacts[name] = Artifact(model, config, {"calibration": calibration})
         result = evaluate_photos(artifact, test_photos)
         result.update(train_seconds=round(train_s), epochs=len(history["loss"]),
                       config=dataclasses.asdict(config), calibration=calibration,
@@ -141,7 +141,7 @@ def main() -> None:
               f"colourfulness {result['model']['colourfulness']:.1f}", flush=True)
     for item in args.models:  # trained elsewhere: scored and swept the same way
         name, _, folder = item.partition("=")
-        artifact = load_artifact(folder)
+        artifact = artifacts[name] = load_artifact(folder)
         result = evaluate_photos(artifact, test_photos)
         result.update(train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"), epochs="-",
                       config=artifact.config.to_dict(), calibration=artifact.calibration,
@@ -149,9 +149,7 @@ def main() -> None:
         results[name] = result
 
     budgets = [float(x) for x in args.budgets.split(",") if x]
-    for name in list(results):  # the calibration a budget gives, scored on test
-        artifact = load_artifact(args.out / name / "model") if name in configs else load_artifact(
-            dict(m.partition("=")[::2] for m in args.models)[name])
+    for name, artifact in artifacts.items():  # the calibration a budget gives, scored on test
         for budget in budgets:
             config = dataclasses.replace(artifact.config, colour_budget_db=budget, calibrate=True)
             calibration = calibrate(artifact.model, config, val_tiles)

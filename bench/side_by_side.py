@@ -62,7 +62,7 @@ def main() -> None:
                [panel(metrics.grey_prediction(o), "grey (a = b = 0)") for o in originals]]
     for model_dir, label, strength in zip(args.models, labels, strengths, strict=True):
         artifact = load_artifact(model_dir)
-        outputs = [colorize_batch(artifact, [o], strength)[0] for o in originals]
+        outputs = colorize_batch(artifact, originals, strength)  # a pass per photo shape
         columns.append([
             panel(out, f"{label}: {metrics.psnr(o, out):.1f} dB, C {metrics.colourfulness(out):.0f}")
             for o, out in zip(originals, outputs, strict=True)

@@ -19,7 +19,6 @@ from colorize import metrics as metrics_lib
 from colorize.artifact import Artifact, save_artifact
 from colorize.calibration import calibrate
 from colorize.config import TrainConfig
-from colorize.errors import ColorizeError
 from colorize.evaluation import evaluate_photos
 from colorize.plots import plot_history, plot_results
 from colorize.training import fit, score_tiles
@@ -64,8 +63,8 @@ def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
                  test_source: data.DataSource | None = None) -> PreparedData:
     """Load `source` and split it by photo: 70/15/15, or 85/15 train/validation when a
     separate `test_source` (say a benchmark's test folder) is what the model is scored on."""
-    if test_source is not None and not data.photos_from(test_source):  # before any decoding
-        raise ColorizeError(f"no photos in the test data {data.describe_source(test_source)}")
+    if test_source is not None:
+        data.photos_from(test_source)  # a missing or empty folder fails here, before any decoding
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
     if test_source is None:
         split = data.split_photos(len(photoset.names), config.seed)

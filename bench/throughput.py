@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.common import machine  # noqa: E402
+from colorize import model as model_module  # noqa: E402
 from colorize import precision  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
 from colorize.model import count_flops  # noqa: E402
@@ -56,9 +57,14 @@ def timed(step, repeats: int) -> float:
     return float(np.median(times))
 
 
-def measure(config: TrainConfig, batch: int, repeats: int, policy: str) -> dict:
+def measure(config: TrainConfig, batch: int, repeats: int, policy: str, keras_bn: bool = False) -> dict:
+    """Images/s of a training step and of inference; `keras_bn` builds the model with
+    Keras's own BatchNormalization (the layer colorize used before its fused one)."""
     keras.mixed_precision.set_global_policy(policy)
+    fused = model_module.FusedBatchNormalization
     try:
+        if keras_bn:
+            model_module.FusedBatchNormalization = keras.layers.BatchNormalization
         model = compile_model(config)
         size = config.image_size
         x = np.random.default_rng(0).uniform(-0.5, 0.5, (batch, size, size, 1)).astype("float32")
@@ -67,6 +73,7 @@ def measure(config: TrainConfig, batch: int, repeats: int, policy: str) -> dict:
         infer_fn = tf.function(lambda v: model(v, training=False))
         infer = timed(lambda: infer_fn(x).numpy(), repeats)
     finally:
+        model_module.FusedBatchNormalization = fused
         keras.mixed_precision.set_global_policy("float32")
     return {"train_ips": batch / train, "infer_ips": batch / infer}
 
@@ -77,6 +84,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="one small size, few repeats")
+    parser.add_argument("--keras-bn", action="store_true",
+                        help="also time Keras's own BatchNormalization: the fused layer's baseline")
     args = parser.parse_args()
     sizes = [32] if args.quick else [int(s) for s in args.sizes.split(",")]
     repeats = 3 if args.quick else args.repeats
@@ -87,20 +96,32 @@ def main() -> None:
     peak = matmul_peak(1.0 if args.quick else 5.0)
     print(f"float32 matmul peak (2048^3): {peak:.1f} GFLOP/s")
     bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text().lower() or "amx_bf16" in Path("/proc/cpuinfo").read_text().lower()
-    print(f"{'size':>5} {'policy':>15} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
+    print(f"{'size':>5} {'policy':>24} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
           f"{'train GFLOP/s':>14} {'% of peak':>10} {'infer GFLOP/s':>14} {'% of peak':>10}")
     for size in sizes:
         config = TrainConfig(image_size=size)
         fwd = count_flops(config, size) / 1e9
         rows = {}
-        for policy in ["float32"] + (["mixed_bfloat16"] if bf16 else []):
-            r = measure(config, args.batch, repeats, policy)
-            rows[policy] = r
+        variants = [(p, False) for p in ["float32"] + (["mixed_bfloat16"] if bf16 else [])]
+        if args.keras_bn:
+            variants = [(p, k) for p, _ in variants for k in (True, False)]
+        for policy, keras_bn in variants:
+            r = measure(config, args.batch, repeats, policy, keras_bn)
+            if keras_bn:
+                rows[policy + " keras-bn"] = r
+                policy = policy + " keras-bn"
+            else:
+                rows[policy] = r
             train_gflops = r["train_ips"] * 3 * fwd  # backward ~ 2x forward
             infer_gflops = r["infer_ips"] * fwd
-            print(f"{size:>5} {policy:>15} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} {fwd:>16.2f} "
+            print(f"{size:>5} {policy:>24} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} {fwd:>16.2f} "
                   f"{train_gflops:>14.1f} {100 * train_gflops / peak:>9.1f}% {infer_gflops:>14.1f} "
                   f"{100 * infer_gflops / peak:>9.1f}%")
+        for policy in ("float32", "mixed_bfloat16"):
+            if policy + " keras-bn" in rows and policy in rows:
+                b, f = rows[policy], rows[policy + " keras-bn"]
+                print(f"{size:>5} {policy}: fused BN / Keras BN: train {b['train_ips'] / f['train_ips']:.2f}x, "
+                      f"infer {b['infer_ips'] / f['infer_ips']:.2f}x")
         if "mixed_bfloat16" in rows:
             b, f = rows["mixed_bfloat16"], rows["float32"]
             print(f"{size:>5} bf16/fp32 ratio: train {b['train_ips'] / f['train_ips']:.2f}x, "

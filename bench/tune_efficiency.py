@@ -7,11 +7,15 @@
 2. Tune's overhead: one fixed configuration trained as a Tune trial (k folds in
    lockstep) against the same folds trained by `colorize.training.fit` (what
    `colorize fit` runs), same epochs. Target: a trial's epoch at most 10 % slower.
+3. Tune's scale curve: the same fixed trials (FIFO, same epochs) run one at a time with
+   every CPU, then two at once with half the CPUs each; the ratio of their wall times is
+   the speed-up that running trials side by side buys on this machine.
 
 Run from the repository root:
 
     python bench/tune_efficiency.py                 # BSDS500 train+val subset, ~10-15 min on 2 cores
     python bench/tune_efficiency.py --quick         # smoke run, ~3 min
+    python bench/tune_efficiency.py --only scaling  # part 3 alone, ~3 min
     python bench/tune_efficiency.py --help
 """
 
@@ -61,6 +65,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-filters", type=int, default=8)
     p.add_argument("--overhead-epochs", type=int, default=5, help="epochs of the overhead comparison")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scaling-trials", type=int, default=4, help="trials of the scale curve (part 3)")
+    p.add_argument("--only", choices=["search", "overhead", "scaling"], action="append",
+                   help="run only these parts (repeatable; default: all three)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "tune_efficiency")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args()
@@ -143,6 +150,28 @@ def overhead(args, photos: Path, storage: Path, config) -> dict:
     }
 
 
+def scaling(args, photos: Path, storage: Path, config) -> dict:
+    """Wall time of the same fixed trials run 1 at a time (all CPUs each) and 2 at a time
+    (half each): the trials' threads follow their CPUs (tune/trainable.py)."""
+    from colorize.tune.service import run_tuning
+
+    cpus = os.cpu_count() or 1
+    fixed = {"batch_size": [config.batch_size], "loss": [config.loss]}
+    runs = {}
+    for concurrent in (1, 2):
+        outcome = run_tuning(
+            data=photos, name=f"scaling-{concurrent}", storage=storage, folds=args.folds,
+            num_samples=args.scaling_trials, max_epochs=args.overhead_epochs, space=fixed,
+            config=config, scheduler="fifo", max_concurrent=concurrent,
+            cpus_per_trial=max(1, cpus // concurrent), verbose=0,
+        )
+        epochs = sum(r.epochs for r in outcome["trials"])
+        runs[concurrent] = {"wall_s": outcome["seconds"], "trial_epochs": epochs,
+                            "epochs_per_s": epochs / outcome["seconds"]}
+    return {"trials": args.scaling_trials, "epochs": args.overhead_epochs, "cpus": cpus, "runs": runs,
+            "speedup": runs[2]["epochs_per_s"] / runs[1]["epochs_per_s"]}
+
+
 def main() -> None:
     args = parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -164,11 +193,32 @@ def main() -> None:
               f"image {args.image_size}px, depth {args.depth}, {args.base_filters} filters")
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                  log_to_driver=False)
+        parts = set(args.only or ["search", "overhead", "scaling"])
+        runs = cost = curve = None
         try:
-            runs = {s: search(args, photos, args.out, s, space, config) for s in ("asha", "fifo")}
-            cost = overhead(args, photos, args.out, config)
+            if "search" in parts:
+                runs = {s: search(args, photos, args.out, s, space, config) for s in ("asha", "fifo")}
+            if "overhead" in parts:
+                cost = overhead(args, photos, args.out, config)
+            if "scaling" in parts:
+                curve = scaling(args, photos, args.out, config)
         finally:
             ray.shutdown()
+    if runs:
+        report_search(runs)
+    if cost:
+        report_overhead(cost, args.folds)
+    if curve:
+        report_scaling(curve)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(
+        json.dumps({"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                    "runs": runs, "overhead": cost, "scaling": curve}, indent=2, default=str)
+    )
+    print(f"\nfigures: {args.out / 'results.json'}")
+
+
+def report_search(runs: dict) -> None:
     asha, fifo = runs["asha"], runs["fifo"]
     share = asha["epochs"] / fifo["epochs"]
     gap = fifo["best_ssim"] - asha["best_ssim"]
@@ -180,7 +230,10 @@ def main() -> None:
           f"wall time ratio {asha['wall_s'] / fifo['wall_s']:.2f}")
     print(f"best SSIM gap FIFO - ASHA: {gap:+.4f} vs FIFO's CV std {fifo['best_std']:.4f} "
           f"({'met' if gap <= fifo['best_std'] else 'NOT met'})")
-    print(f"\nTune overhead ({cost['epochs']} epochs, {args.folds} folds, one fixed config):")
+
+
+def report_overhead(cost: dict, folds: int) -> None:
+    print(f"\nTune overhead ({cost['epochs']} epochs, {folds} folds, one fixed config):")
     print(f"  steady epoch: Tune trial {cost['tune_epoch_s']:.2f} s vs training.fit {cost['fit_epoch_s']:.2f} s"
           f" -> ratio {cost['steady_ratio']:.2f} (target <= 1.10: "
           f"{'met' if cost['steady_ratio'] <= 1.10 else 'NOT met'})")
@@ -190,12 +243,15 @@ def main() -> None:
     print(f"  first epoch (build + trace): Tune {cost['tune_first_epoch_s']:.2f} s vs fit {cost['fit_first_epoch_s']:.2f} s")
     print(f"  whole run incl. actor start and outputs: Tune {cost['tune_total_s']:.1f} s vs fit "
           f"{cost['fit_total_s']:.1f} s -> ratio {cost['total_ratio']:.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(
-        json.dumps({"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
-                    "runs": runs, "overhead": cost}, indent=2, default=str)
-    )
-    print(f"\nfigures: {args.out / 'results.json'}")
+
+
+def report_scaling(curve: dict) -> None:
+    print(f"\nTune scale curve ({curve['trials']} identical trials x {curve['epochs']} epochs, "
+          f"{curve['cpus']} CPUs):")
+    for concurrent, run in curve["runs"].items():
+        print(f"  {concurrent} at a time ({max(1, curve['cpus'] // concurrent)} CPU each): "
+              f"{run['wall_s']:.1f} s, {run['epochs_per_s']:.2f} trial-epochs/s")
+    print(f"  2 at a time / 1 at a time: {curve['speedup']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -86,3 +86,28 @@ def test_artifacts_without_calibration_still_load(tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     loaded = load_artifact(tmp_path)
     assert loaded.calibration == {} and loaded.config.head == "regression"
+
+
+def test_artifacts_with_keras_batchnorm_still_load(tmp_path, monkeypatch):
+    """Models saved before the fused BatchNorm (Keras's own layer) load and predict alike."""
+    import keras
+
+    from colorize import model as model_module
+
+    config = TrainConfig(image_size=16, depth=2, base_filters=4)
+    with monkeypatch.context() as patch:
+        patch.setattr(model_module, "FusedBatchNormalization", keras.layers.BatchNormalization)
+        old = compile_model(config)
+        save_artifact(tmp_path / "m", old, config)
+    loaded = load_artifact(tmp_path / "m")
+    assert type(loaded.model.get_layer("down0_bn1")) is keras.layers.BatchNormalization
+    assert type(load_artifact(_saved(tmp_path / "new", config)).model.get_layer("down0_bn1")) \
+        is model_module.FusedBatchNormalization
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 16, 24, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded.model(x, training=False)),
+                               np.asarray(old(x, training=False)), atol=1e-6)
+
+
+def _saved(directory, config):
+    save_artifact(directory, compile_model(config), config)
+    return directory

@@ -62,3 +62,40 @@ def test_shipped_config_files_load():
     assert files, "configs/ holds the documented recipes"
     for path in files:
         TrainConfig.from_file(path)  # a stale key or value is an error here, not for a user
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batchnorm_computes_what_keras_batchnorm_does(policy):
+    """Same outputs, moving statistics and gradients as Keras's layer, trained and not."""
+    import keras
+    import tensorflow as tf
+
+    from colorize.model import FusedBatchNormalization
+
+    x = tf.constant(np.random.default_rng(0).normal(2, 3, (4, 8, 8, 5)).astype("float32"))
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(1, 0.2, 5), rng.normal(0, 0.2, 5), rng.normal(0, 1, 5), rng.uniform(0.5, 2, 5)]
+    layers_ = [keras.layers.BatchNormalization(dtype=policy), FusedBatchNormalization(dtype=policy)]
+    outputs, input_grads, weight_grads = [], [], []
+    for layer in layers_:
+        layer.build(x.shape)
+        layer.set_weights([w.astype("float32") for w in weights])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, "float32") ** 2)
+        grads = tape.gradient(loss, [x, *layer.trainable_weights])
+        outputs.append(np.asarray(tf.cast(y, "float32")))
+        input_grads.append(grads[0].numpy())
+        weight_grads.append([g.numpy() for g in grads[1:]])
+    keras_bn, fused = layers_
+    assert fused(x).dtype == keras_bn(x).dtype
+    tolerance = 1e-5 if policy == "float32" else 1e-2
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=tolerance * 10)
+    np.testing.assert_allclose(input_grads[1], input_grads[0], atol=tolerance * 10)
+    for ours, theirs in zip(weight_grads[1], weight_grads[0], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=tolerance)
+    for ours, theirs in zip(fused.get_weights(), keras_bn.get_weights(), strict=True):  # moving mean/variance too
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(tf.cast(fused(x, training=False), "float32")),
+                               np.asarray(tf.cast(keras_bn(x, training=False), "float32")), atol=tolerance * 10)

@@ -72,10 +72,30 @@ def score_tiles(
     model: keras.Model, tiles: np.ndarray, config: TrainConfig, calibration: dict | None = None
 ) -> dict[str, float]:
     """PSNR / SSIM / colourfulness of the model on the centre crops of `tiles` (RGB, uint8)."""
-    rgb, l_norm, _ = data.eval_arrays(tiles, config.image_size)
-    ab = decode_ab(predict_ab(model, l_norm), config, calibration)
-    pred = lab.to_uint8(lab.join_lab(l_norm, ab))
-    return metrics.score(list(rgb), list(pred))
+    return ValidationSet(tiles, config).score(model, calibration)
+
+
+class ValidationSet:
+    """The centre crops of the validation tiles, converted once: their RGB truth, the
+    model's input and its a/b target. One forward pass per epoch gives both the loss and
+    the RGB scores (Keras's own validation pass would be a second one)."""
+
+    def __init__(self, tiles: np.ndarray, config: TrainConfig):
+        self.config = config
+        self.rgb, self.l_norm, self.ab = data.eval_arrays(tiles, config.image_size)
+        self.truth_colourfulness = (
+            float(np.mean([metrics.colourfulness(t) for t in self.rgb])) if len(self.rgb) else 0.0
+        )
+
+    def score(self, model: keras.Model, calibration: dict | None = None, loss=None) -> dict[str, float]:
+        """psnr, ssim and colourfulness of the reconstructed RGB; with `loss` (the model's
+        loss function), "loss" too: its mean over the crops."""
+        raw = predict_ab(model, self.l_norm)
+        ab = decode_ab(raw, self.config, calibration)
+        scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab))))
+        if loss is not None and len(raw):
+            scores["loss"] = float(np.mean(np.asarray(loss(self.ab.astype(np.float32), raw))))
+        return scores
 
 
 def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourfulness: float) -> float:
@@ -89,21 +109,13 @@ def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourful
     return scores["psnr"] - UNCOLOURFUL_PENALTY
 
 
-def truth_colourfulness(tiles: np.ndarray, size: int) -> float:
-    """Mean colourfulness of the centre crops themselves: what the "colour" monitor's floor
-    is a share of."""
-    truth = data.center_crop(tiles, size)
-    return float(np.mean([metrics.colourfulness(t) for t in truth])) if len(truth) else 0.0
-
-
 class RGBMetrics(keras.callbacks.Callback):
-    """Adds val_ssim, val_psnr, val_colourfulness and val_monitor to each epoch's logs,
-    before other callbacks."""
+    """Adds val_loss, val_ssim, val_psnr, val_colourfulness and val_monitor to each epoch's
+    logs, before other callbacks."""
 
     def __init__(self, val_tiles: np.ndarray, config: TrainConfig):
         super().__init__()
-        self.val_tiles, self.config = val_tiles, config
-        self.truth_colourfulness = truth_colourfulness(val_tiles, config.image_size)
+        self.validation, self.config = ValidationSet(val_tiles, config), config
         self.started = time.monotonic()
 
     def on_train_begin(self, logs=None):
@@ -111,9 +123,9 @@ class RGBMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            scores = score_tiles(self.model, self.val_tiles, self.config)
+            scores = self.validation.score(self.model, loss=self.model.loss)
             logs.update({f"val_{k}": v for k, v in scores.items()})
-            logs[MONITOR_KEY] = monitor_score(self.config, scores, self.truth_colourfulness)
+            logs[MONITOR_KEY] = monitor_score(self.config, scores, self.validation.truth_colourfulness)
             logs[ELAPSED_KEY] = (time.monotonic() - self.started) / 60.0
 
 
@@ -266,7 +278,6 @@ def fit(
     train_ds = train_dataset or data.make_dataset(
         train_tiles, config.image_size, config.batch_size, config.seed, training=True
     )
-    val_ds = data.make_dataset(val_tiles, config.image_size, config.batch_size, 0, training=False)
     early_stopping = ResumableEarlyStopping(history.get(MONITOR_KEY, []), config.patience)
     all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config), RGBMetrics(val_tiles, config)]
     if checkpoint_dir is not None:
@@ -277,7 +288,6 @@ def fit(
         all_callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
     keras_history = model.fit(
         train_ds,
-        validation_data=val_ds,
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch),
@@ -305,8 +315,7 @@ class EpochTrainer:
     """
 
     def __init__(self, config: TrainConfig, train_tiles: np.ndarray, val_tiles: np.ndarray):
-        self.config, self.val_tiles = config, val_tiles
-        self.truth_colourfulness = truth_colourfulness(val_tiles, config.image_size)
+        self.config, self.validation = config, ValidationSet(val_tiles, config)
         self.model = compile_model(config, train_tiles)
         self.dataset = data.make_dataset(
             train_tiles, config.image_size, config.batch_size, config.seed, training=True
@@ -321,9 +330,9 @@ class EpochTrainer:
             steps_per_epoch=self.steps, verbose=0, shuffle=False, callbacks=[_lr_schedule(self.config)],
         )
         self.epoch += 1
-        scores = score_tiles(self.model, self.val_tiles, self.config)
+        scores = self.validation.score(self.model)
         return {
             "loss": float(result.history["loss"][-1]),
             **{f"val_{k}": v for k, v in scores.items()},
-            MONITOR_KEY: monitor_score(self.config, scores, self.truth_colourfulness),
+            MONITOR_KEY: monitor_score(self.config, scores, self.validation.truth_colourfulness),
         }

@@ -49,7 +49,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     max_minutes: float = 0.0  # wall-clock budget: stop after the epoch that reaches it (0 = none)
     seed: int = 0  # weights, shuffling, augmentation and splits
-    precision: str = "float32"  # or "mixed_bfloat16"/"mixed_float16" (see bench/README.md)
+    precision: str = "auto"  # mixed_bfloat16 where the CPU computes bf16, else float32 (precision.py)
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,6 +1,7 @@
-"""Which float policy training runs in: "auto" picks mixed_bfloat16 on CPUs that compute
-bf16 natively (AVX-512 BF16 or AMX), float32 elsewhere. Detected, never assumed: a CPU
-without those instructions emulates bf16 and runs it several times slower.
+"""Which float policy training runs in: "auto" (TrainConfig's default) picks mixed_bfloat16
+on CPUs that compute bf16 natively (AVX-512 BF16 or AMX), float32 elsewhere. Detected,
+never assumed: a CPU without those instructions emulates bf16 and runs it several times
+slower. A visible GPU keeps float32 (not measured here: no GPU to measure on).
 
 Artifacts are always saved in float32 (artifact.py), so this choice never reaches a replica.
 """

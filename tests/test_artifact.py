@@ -12,7 +12,7 @@ from colorize.training import compile_model
 
 
 def test_round_trip_gives_identical_predictions(tmp_path):
-    config = TrainConfig(image_size=16, depth=2, base_filters=4)
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, precision="float32")
     model = compile_model(config)
     save_artifact(tmp_path / "m", model, config, {"test": {"psnr": 1.0}}, {"source": "x"})
     loaded = load_artifact(tmp_path / "m")
@@ -38,7 +38,7 @@ def test_non_artifacts_are_refused_clearly(tmp_path):
 
 
 def test_missing_model_file_is_reported(tmp_path):
-    config = TrainConfig(image_size=16, depth=2, base_filters=4)
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, precision="float32")
     save_artifact(tmp_path, compile_model(config), config)
     (tmp_path / "model.keras").unlink()
     with pytest.raises(ColorizeError, match="model.keras is missing"):
@@ -59,7 +59,8 @@ def test_mixed_precision_model_is_saved_as_float32(tmp_path):
 def test_each_head_with_context_round_trips_with_its_calibration(tmp_path, head):
     from colorize.colorizer import colorize_image
 
-    config = TrainConfig(image_size=16, depth=2, base_filters=4, head=head, global_context=True)
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, head=head, global_context=True,
+                         precision="float32")  # compared exactly with the float32 artifact
     model = compile_model(config)
     calibration = {"temperature": 0.3} if head == "bins" else {"gain": 1.4}
     save_artifact(tmp_path / "m", model, config, calibration=calibration)
@@ -76,7 +77,7 @@ def test_each_head_with_context_round_trips_with_its_calibration(tmp_path, head)
 
 def test_artifacts_without_calibration_still_load(tmp_path):
     """Artifacts of the previous format (regression head, no calibration key) keep working."""
-    config = TrainConfig(image_size=16, depth=2, base_filters=4)
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, precision="float32")
     save_artifact(tmp_path, compile_model(config), config)
     meta = json.loads((tmp_path / "metadata.json").read_text())
     for key in ("calibration", "head"):
@@ -94,7 +95,7 @@ def test_artifacts_with_keras_batchnorm_still_load(tmp_path, monkeypatch):
 
     from colorize import model as model_module
 
-    config = TrainConfig(image_size=16, depth=2, base_filters=4)
+    config = TrainConfig(image_size=16, depth=2, base_filters=4, precision="float32")
     with monkeypatch.context() as patch:
         patch.setattr(model_module, "FusedBatchNormalization", keras.layers.BatchNormalization)
         old = compile_model(config)

@@ -48,11 +48,11 @@ def by_size(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
 class ModelActor:
     """One Ray Data actor: the artifact loaded once, then one batch of pairs per call."""
 
-    def __init__(self, model_dir: str, strength: float, fmt: str):
+    def __init__(self, model_dir: str, strength: float, fmt: str, precision: str = "auto"):
         from colorize.artifact import load_artifact
 
         _limit_threads()
-        self.artifact = load_artifact(model_dir)
+        self.artifact = load_artifact(model_dir, precision)
         self.strength, self.fmt = strength, fmt
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -90,7 +90,7 @@ def _remove_partials(folders) -> None:
 
 def run(model_dir: str | Path, pairs: list[tuple[Path, Path]], *, address: str = "auto",
         actors: int = 2, batch_size: int = 8, strength: float = 1.0, fmt: str = "png",
-        cpus_per_actor: float = 1.0,
+        cpus_per_actor: float = 1.0, precision: str = "auto",
         on_batch: Callable[[list[batch_predict.Outcome]], None] = lambda outcomes: None,
         ) -> list[batch_predict.Outcome]:
     """Colorize `pairs` (from plan/pending) on the Ray cluster at `address`."""
@@ -112,7 +112,7 @@ def run(model_dir: str | Path, pairs: list[tuple[Path, Path]], *, address: str =
     dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
     results = dataset.map_batches(
         ModelActor, fn_constructor_kwargs={"model_dir": str(Path(model_dir).absolute()),
-                                           "strength": strength, "fmt": fmt},
+                                           "strength": strength, "fmt": fmt, "precision": precision},
         batch_size=batch_size, batch_format="numpy", concurrency=actors, num_cpus=cpus_per_actor)
     outcomes: list[batch_predict.Outcome] = []
     for batch in results.iter_batches(batch_size=None, batch_format="numpy"):

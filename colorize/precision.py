@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+INFERENCE_PRECISIONS = ("auto", "float32")  # what a loaded artifact predicts in (artifact.py)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 
 

@@ -76,7 +76,7 @@ class Colorizer:
     def __init__(self, settings: Settings):
         started = time.perf_counter()
         self.settings = settings
-        self.artifact = load_artifact(settings.model_dir)
+        self.artifact = load_artifact(settings.model_dir, settings.precision)
         self.metadata = read_metadata(settings.model_dir)
         self.batch_sizes: Counter[int] = Counter()
         self.stats_lock = threading.Lock()

@@ -15,6 +15,7 @@ from typing import Any
 
 from colorize.errors import ColorizeError
 from colorize.images import MAX_PIXELS
+from colorize.precision import INFERENCE_PRECISIONS
 
 API_KEY_ENV = "COLORIZE_API_KEY"
 API_KEY_HEADER = "X-API-Key"
@@ -37,6 +38,7 @@ class Settings:
     target_ongoing_requests: float = 0.0  # autoscaling target of requests per replica; 0 = the batch size
     cpus_per_replica: float = 1.0  # CPUs reserved for each model replica
     gpus_per_replica: float = 0.0  # GPUs (or a fraction of one) for each model replica
+    precision: str = "auto"  # model arithmetic: auto (bf16 where the CPU computes it natively) or float32
     host: str = "127.0.0.1"  # HTTP bind address; anything else must be asked for
     port: int = 8000  # HTTP port
 
@@ -58,6 +60,8 @@ class Settings:
             problems.append("target_ongoing_requests must not be negative")
         if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:
             problems.append("cpus_per_replica and gpus_per_replica must not be negative")
+        if self.precision not in INFERENCE_PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, not {self.precision!r}")
         if not 0 < self.port < 65536:
             problems.append(f"port must be in 1..65535, not {self.port}")
         if self.api_key == "":

@@ -66,3 +66,14 @@ def test_tuning_options_default_to_the_tune_request():
         assert getattr(args, name) is None, name  # run_tuning fills in TuneRequest's
         assert parameters[name].default is None, name  # not restated there either
         assert name in {f.name for f in dataclasses.fields(TuneRequest)}
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"precision": "float64"}, "precision must be one of auto, float32"),
+    ({"max_batch_size": 0}, "max_batch_size must be at least 1"),
+])
+def test_bad_settings_are_one_clear_error(values, words):
+    from colorize.errors import ColorizeError
+
+    with pytest.raises(ColorizeError, match=words):
+        Settings("m", **values)

@@ -12,6 +12,7 @@ from colorize import signals
 from colorize.cli.options import add_config_options, add_data_option, config_from_args
 from colorize.console import quality_table
 from colorize.errors import ColorizeError
+from colorize.precision import INFERENCE_PRECISIONS
 
 
 def register(sub) -> None:
@@ -31,6 +32,9 @@ def register(sub) -> None:
     add_data_option(ev, default=None, required=True)
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
     ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ev.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
+                    help="model arithmetic: auto (bf16 where the CPU computes it natively, ~2x "
+                    "faster; colours within one level) or float32 (exactly the saved model)")
     ev.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser(
@@ -46,6 +50,9 @@ def register(sub) -> None:
                     help="colour strength: 0 grey, 1 the model's calibrated colour (default), "
                     "up to 3 more vivid")
     pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    pr.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
+                    help="model arithmetic: auto (bf16 where the CPU computes it natively, ~2x "
+                    "faster; colours within one level) or float32 (exactly the saved model)")
     pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     pr.add_argument("--keep-extension", action="store_true",
                     help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
@@ -81,7 +88,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from colorize.data import photos_from
     from colorize.evaluation import evaluate_photos
 
-    artifact = load_artifact(args.model)
+    artifact = load_artifact(args.model, args.precision)
     photos = photos_from(args.data)
     if args.limit:
         photos = photos[: args.limit]
@@ -122,9 +129,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
                 batch_ray.run(args.model, todo, address=args.address, actors=args.actors,
                               batch_size=args.batch_size, strength=strength, fmt=args.format,
-                              cpus_per_actor=args.cpus_per_actor, on_batch=after_batch)
+                              cpus_per_actor=args.cpus_per_actor, precision=args.precision,
+                              on_batch=after_batch)
             else:
-                batch_predict.run(load_artifact(args.model), todo, batch_size=args.batch_size,
+                batch_predict.run(load_artifact(args.model, args.precision), todo, batch_size=args.batch_size,
                                   strength=strength, fmt=args.format, on_batch=after_batch)
     print(counts.line(args.out))
     if counts.failed and not counts.done and not counts.skipped:

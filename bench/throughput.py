@@ -11,6 +11,7 @@ run, and mixed_bfloat16 as a ratio to float32 where the CPU supports bf16.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -60,7 +61,7 @@ def timed(step, repeats: int) -> float:
 def measure(config: TrainConfig, batch: int, repeats: int, policy: str, keras_bn: bool = False) -> dict:
     """Images/s of a training step and of inference; `keras_bn` builds the model with
     Keras's own BatchNormalization (the layer colorize used before its fused one)."""
-    keras.mixed_precision.set_global_policy(policy)
+    config = dataclasses.replace(config, precision=policy)  # the layers take it from the config
     fused = model_module.FusedBatchNormalization
     try:
         if keras_bn:
@@ -74,7 +75,6 @@ def measure(config: TrainConfig, batch: int, repeats: int, policy: str, keras_bn
         infer = timed(lambda: infer_fn(x).numpy(), repeats)
     finally:
         model_module.FusedBatchNormalization = fused
-        keras.mixed_precision.set_global_policy("float32")
     return {"train_ips": batch / train, "infer_ips": batch / infer}
 
 

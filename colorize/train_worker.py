@@ -23,22 +23,24 @@ log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: its shard, the full validation set, `fit` under MWMS."""
+    """One Ray Train worker: its shard, the full validation set, `fit` under MWMS (no
+    strategy when it is the only worker)."""
     import ray
     import ray.train
     import tensorflow as tf
 
-    # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray).
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray). One
+    # worker needs none: its collective all-reduce of every gradient would be pure cost.
     threads = max(1, int(loop_config.get("cpus_per_worker", 1)))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if world > 1 else None
     compat.patch_keras_multi_worker()
 
     from colorize import data, training
 
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
     config = TrainConfig.from_dict(loop_config["config"])
     shard = ray.get(loop_config["shards"][rank])
     val_tiles = ray.get(loop_config["val"])

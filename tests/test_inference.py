@@ -41,3 +41,25 @@ def test_training_tiles_and_inference_see_the_same_lightness(shape):
     tile_l = lab.split_lab(tiles[0])[0][..., 0]
     gap = np.abs(tile_l - small[:side, :side]) * lab.L_SCALE  # in L units (0..100)
     assert gap.mean() < 0.25 and gap.max() < 3.0
+
+
+def test_the_compiled_forward_pass_matches_keras_and_lets_models_go():
+    """predict_ab runs the model as one graph (any shape, bounded traces) with the same
+    output as Keras's own call, and its cache does not keep a model alive."""
+    import gc
+    import weakref
+
+    from colorize import inference
+    from colorize.model import build_unet
+
+    model = build_unet(TrainConfig(image_size=16, depth=2, base_filters=4, precision="float32"))
+    rng = np.random.default_rng(0)
+    for shape in [(1, 16, 16, 1), (2, 16, 24, 1), (3, 32, 16, 1), (1, 16, 16, 1)]:
+        x = rng.uniform(-0.5, 0.5, shape).astype("float32")
+        np.testing.assert_allclose(inference.predict_ab(model, x), np.asarray(model(x, training=False)),
+                                   atol=1e-5)
+    assert inference._COMPILED[model].experimental_get_tracing_count() <= 3
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None

@@ -95,7 +95,7 @@ def main() -> None:
           f"{'yes' if precision.cpu_has_bf16() else 'no'})")
     peak = matmul_peak(1.0 if args.quick else 5.0)
     print(f"float32 matmul peak (2048^3): {peak:.1f} GFLOP/s")
-    bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text().lower() or "amx_bf16" in Path("/proc/cpuinfo").read_text().lower()
+    bf16 = precision.cpu_has_bf16()
     print(f"{'size':>5} {'policy':>24} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
           f"{'train GFLOP/s':>14} {'% of peak':>10} {'infer GFLOP/s':>14} {'% of peak':>10}")
     for size in sizes:
@@ -106,15 +106,11 @@ def main() -> None:
         if args.keras_bn:
             variants = [(p, k) for p, _ in variants for k in (True, False)]
         for policy, keras_bn in variants:
-            r = measure(config, args.batch, repeats, policy, keras_bn)
-            if keras_bn:
-                rows[policy + " keras-bn"] = r
-                policy = policy + " keras-bn"
-            else:
-                rows[policy] = r
+            label = policy + (" keras-bn" if keras_bn else "")
+            r = rows[label] = measure(config, args.batch, repeats, policy, keras_bn)
             train_gflops = r["train_ips"] * 3 * fwd  # backward ~ 2x forward
             infer_gflops = r["infer_ips"] * fwd
-            print(f"{size:>5} {policy:>24} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} {fwd:>16.2f} "
+            print(f"{size:>5} {label:>24} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} {fwd:>16.2f} "
                   f"{train_gflops:>14.1f} {100 * train_gflops / peak:>9.1f}% {infer_gflops:>14.1f} "
                   f"{100 * infer_gflops / peak:>9.1f}%")
         for policy in ("float32", "mixed_bfloat16"):

@@ -8,6 +8,7 @@ rule; see `monitor_score` for the others) and returns the model and its per-epoc
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -82,10 +83,14 @@ class ValidationSet:
 
     def __init__(self, tiles: np.ndarray, config: TrainConfig):
         self.config = config
-        self.rgb, self.l_norm, self.ab = data.eval_arrays(tiles, config.image_size)
-        self.truth_colourfulness = (
-            float(np.mean([metrics.colourfulness(t) for t in self.rgb])) if len(self.rgb) else 0.0
-        )
+        self.rgb, self.l_norm, ab = data.eval_arrays(tiles, config.image_size)
+        self.ab = ab.astype(np.float32)  # the loss's target, converted once
+
+    @functools.cached_property
+    def truth_colourfulness(self) -> float:
+        """Mean colourfulness of the crops themselves: what the "colour" monitor's floor is
+        a share of (computed when first asked: `score_tiles` never asks)."""
+        return float(np.mean([metrics.colourfulness(t) for t in self.rgb])) if len(self.rgb) else 0.0
 
     def score(self, model: keras.Model, calibration: dict | None = None, loss=None) -> dict[str, float]:
         """psnr, ssim and colourfulness of the reconstructed RGB; with `loss` (the model's
@@ -94,7 +99,7 @@ class ValidationSet:
         ab = decode_ab(raw, self.config, calibration)
         scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab))))
         if loss is not None and len(raw):
-            scores["loss"] = float(np.mean(np.asarray(loss(self.ab.astype(np.float32), raw))))
+            scores["loss"] = float(np.mean(np.asarray(loss(self.ab, raw))))
         return scores
 
 

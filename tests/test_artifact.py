@@ -125,4 +125,3 @@ def test_auto_precision_predicts_what_float32_does(tmp_path):
                                np.asarray(exact.model(x, training=False)), atol=0.02)
     with pytest.raises(ColorizeError, match="precision must be one of"):
         load_artifact(tmp_path / "m", precision="float64")
-

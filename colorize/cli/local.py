@@ -32,9 +32,7 @@ def register(sub) -> None:
     add_data_option(ev, default=None, required=True)
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
     ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    ev.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
-                    help="model arithmetic: auto (bf16 where the CPU computes it natively, ~2x "
-                    "faster; colours within one level) or float32 (exactly the saved model)")
+    _add_precision_option(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser(
@@ -50,9 +48,7 @@ def register(sub) -> None:
                     help="colour strength: 0 grey, 1 the model's calibrated colour (default), "
                     "up to 3 more vivid")
     pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    pr.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
-                    help="model arithmetic: auto (bf16 where the CPU computes it natively, ~2x "
-                    "faster; colours within one level) or float32 (exactly the saved model)")
+    _add_precision_option(pr)
     pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     pr.add_argument("--keep-extension", action="store_true",
                     help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
@@ -62,6 +58,13 @@ def register(sub) -> None:
     ray_data.add_argument("--actors", type=int, default=2, help="model actors (default 2)")
     ray_data.add_argument("--cpus-per-actor", type=float, default=1.0)
     pr.set_defaults(func=_cmd_predict)
+
+
+def _add_precision_option(parser) -> None:
+    parser.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
+                        help="model arithmetic: auto (bf16 where the CPU computes it natively, "
+                        "~2.5x faster there; colours within one level) or float32 (exactly the "
+                        "saved model)")
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:

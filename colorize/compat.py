@@ -125,6 +125,11 @@ def resume_early_stopping(callback, best: float, best_epoch: int, wait: int) -> 
     callback.best, callback.best_epoch, callback.wait = best, best_epoch, wait
 
 
+def ema_pairs(optimizer) -> list:
+    """(model weight, its moving average) for an optimizer built with `use_ema=True`."""
+    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+
+
 # --- Ray ----------------------------------------------------------------------------------
 
 

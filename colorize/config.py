@@ -40,6 +40,7 @@ class TrainConfig:
     batch_size: int = 16  # images per step (per worker on Ray Train)
     learning_rate: float = 1e-3  # Adam
     lr_decay: float = 1.0  # learning rate x this after every epoch (1 = constant)
+    ema: float = 0.0  # validate, select and keep a moving average of the weights with this momentum per step (e.g. 0.998); 0 = off
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = 10  # epochs without a better monitored score before stopping
     monitor: str = "ssim"  # model selection: "ssim", "psnr", or "colour" (best PSNR among colourful epochs)
@@ -73,6 +74,8 @@ class TrainConfig:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append(f"ema must be in [0, 1), got {self.ema}")
         if self.patience < 0 or self.steps_per_epoch < 0 or self.max_minutes < 0:
             problems.append("patience, steps_per_epoch and max_minutes must not be negative")
         if not 0.0 <= self.rebalance <= 0.95:

@@ -49,7 +49,10 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
                 weights = ab_bins.class_weights(prior, config.rebalance)
         else:
             weights = losses.rebalance_weights(ab, config.rebalance)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if config.ema:
+        optimizer = AveragedAdam(config.learning_rate, use_ema=True, ema_momentum=config.ema)
+    else:
+        optimizer = keras.optimizers.Adam(config.learning_rate)
     if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
@@ -57,6 +60,43 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
         loss=losses.make_loss(config, weights),
     )
     return model
+
+
+class AveragedAdam(keras.optimizers.Adam):
+    """Adam that also keeps a moving average of the weights (`TrainConfig.ema`). Keras would
+    copy the average into the model when fit ends; `EMAWeights` already leaves it there at
+    every epoch's end, and a best epoch restored after that must not be overwritten."""
+
+    def finalize_variable_values(self, var_list):
+        pass
+
+
+class EMAWeights(keras.callbacks.Callback):
+    """With `TrainConfig.ema`: the weights' moving average is swapped into the model at each
+    epoch's end, so validation, model selection and checkpoints see it, and swapped back out
+    for the next epoch's training. Averaging the last few hundred steps smooths the epoch-
+    to-epoch swings that a small validation set picks among (bench/README.md, *Colour*). It
+    must come before every callback that reads the weights."""
+
+    def __init__(self, resumed: bool = False):
+        super().__init__()
+        self.swapped = resumed  # a checkpoint is written at an epoch's end, average in the model
+
+    def _swap(self) -> None:
+        # Through a host copy: Keras's own swap adds and subtracts, which rounds.
+        for weight, average in compat.ema_pairs(self.model.optimizer):
+            held = keras.ops.convert_to_numpy(weight)
+            weight.assign(average)
+            average.assign(held)
+        self.swapped = not self.swapped
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swapped:
+            self._swap()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.swapped:
+            self._swap()
 
 
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:
@@ -284,7 +324,10 @@ def fit(
         train_tiles, config.image_size, config.batch_size, config.seed, training=True
     )
     early_stopping = ResumableEarlyStopping(history.get(MONITOR_KEY, []), config.patience)
-    all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config), RGBMetrics(val_tiles, config)]
+    all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config)]
+    if config.ema:
+        all_callbacks.append(EMAWeights(resumed=initial_epoch > 0))
+    all_callbacks.append(RGBMetrics(val_tiles, config))
     if checkpoint_dir is not None:
         all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
     all_callbacks += list(callbacks)
@@ -327,12 +370,13 @@ class EpochTrainer:
         )
         self.steps = data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch)
         self.epoch = 0
+        self.callbacks = [_lr_schedule(config)] + ([EMAWeights()] if config.ema else [])
 
     def run_epoch(self) -> dict[str, float]:
         """Train one more epoch; the train loss and validation RGB scores (val_ssim, ...)."""
         result = self.model.fit(
             self.dataset, epochs=self.epoch + 1, initial_epoch=self.epoch,
-            steps_per_epoch=self.steps, verbose=0, shuffle=False, callbacks=[_lr_schedule(self.config)],
+            steps_per_epoch=self.steps, verbose=0, shuffle=False, callbacks=self.callbacks,
         )
         self.epoch += 1
         scores = self.validation.score(self.model)

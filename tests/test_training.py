@@ -145,3 +145,34 @@ def test_learning_rate_decays_per_epoch_and_a_resumed_fit_follows_the_schedule(t
     trainer.run_epoch()
     trainer.run_epoch()
     assert np.isclose(float(trainer.model.optimizer.learning_rate), decaying.learning_rate * 0.5)
+
+
+def test_weight_averaging_never_trains_on_the_average_and_keeps_what_it_validated(tiles, tiny_config, tmp_path):
+    import dataclasses
+
+    from colorize import compat
+    from colorize.training import MONITOR_KEY, score_tiles
+
+    averaged = dataclasses.replace(tiny_config, ema=0.9, epochs=3, patience=10)
+    plain = dataclasses.replace(averaged, ema=0.0)
+    averaged_model, with_average = fit(averaged, *tiles, verbose=0)
+    _, without = fit(plain, *tiles, verbose=0)
+    # Training steps see the raw weights (the same losses); validation sees the average.
+    assert with_average["loss"] == pytest.approx(without["loss"], rel=1e-5)
+    assert with_average["val_psnr"] != pytest.approx(without["val_psnr"], rel=1e-4)
+    assert any(not np.allclose(weight.numpy(), average.numpy())
+               for weight, average in compat.ema_pairs(averaged_model.optimizer))
+    # A resume swaps the raw weights back in before training on.
+    resumed = {}
+    for config in (averaged, plain):
+        fit(dataclasses.replace(config, epochs=2), *tiles, checkpoint_dir=tmp_path / str(config.ema), verbose=0)
+        resumed[config.ema] = fit(config, *tiles, checkpoint_dir=tmp_path / str(config.ema), verbose=0)
+    assert resumed[0.9][1]["loss"] == pytest.approx(resumed[0.0][1]["loss"], rel=1e-5)
+    model, history = resumed[0.9]
+    best = int(np.argmax(history[MONITOR_KEY]))  # what comes back is what was validated
+    assert score_tiles(model, tiles[1], averaged)["psnr"] == pytest.approx(history["val_psnr"][best], abs=1e-3)
+    # Tuning's lockstep epochs average the same way.
+    trainers = {config.ema: EpochTrainer(config, *tiles) for config in (averaged, plain)}
+    epochs = {ema: [trainer.run_epoch() for _ in range(2)] for ema, trainer in trainers.items()}
+    assert [e["loss"] for e in epochs[0.9]] == pytest.approx([e["loss"] for e in epochs[0.0]], rel=1e-5)
+    assert [e["val_psnr"] for e in epochs[0.9]] != pytest.approx([e["val_psnr"] for e in epochs[0.0]], rel=1e-4)

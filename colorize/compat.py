@@ -127,7 +127,7 @@ def resume_early_stopping(callback, best: float, best_epoch: int, wait: int) -> 
 
 def ema_pairs(optimizer) -> list:
     """(model weight, its moving average) for an optimizer built with `use_ema=True`."""
-    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True))
 
 
 # --- Ray ----------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
     HTTP -> Ingress (limits, API key, options; retries once if the model replica dies)
          -> Colorizer (decode, batched forward pass (serve/batching.py), encode)
 
+With `Settings.hops = 1` the two are one deployment: each replica of Ingress holds the
+model itself (`ColorizerReplica`), which saves a hop and its CPU on every request, but a
+request whose replica dies fails instead of being retried on another.
+
 Bytes travel between the two deployments, never decoded arrays: the upload (tens of KiB)
 goes in and the encoded result comes back, so no image crosses the object store, and
 the codec runs in the model replica's threads while its next batch fills.
@@ -68,10 +72,10 @@ class StageClock:
         return {k: round(v / max(1, self.count), 2) for k, v in self.totals.items()}
 
 
-@serve.deployment(name="Colorizer")
-class Colorizer:
+class ColorizerReplica:
     """Loads the artifact once per replica, warms it up, and turns image bytes into
-    colorized image bytes; the forward passes are batched across requests."""
+    colorized image bytes; the forward passes are batched across requests. The `Colorizer`
+    deployment, or part of the ingress itself with one hop."""
 
     def __init__(self, settings: Settings):
         started = time.perf_counter()
@@ -154,6 +158,9 @@ class Colorizer:
 
     def get_metadata(self) -> dict[str, Any]:
         return self.metadata
+
+
+Colorizer = serve.deployment(name="Colorizer")(ColorizerReplica)
 
 
 def _direct(handle: DeploymentHandle) -> DeploymentHandle:
@@ -273,10 +280,12 @@ async def _file_from_multipart(request: Request, body: bytes) -> bytes:
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    """HTTP front: limits, API key and options; the image work goes to Colorizer as bytes."""
+    """HTTP front: limits, API key and options; the image work goes to Colorizer as bytes
+    (`colorizer`), or, with one hop (no `colorizer`), to the model in this replica."""
 
-    def __init__(self, colorizer: DeploymentHandle, settings: Settings):
-        self.colorizer = _direct(colorizer)
+    def __init__(self, colorizer: DeploymentHandle | None, settings: Settings):
+        self.colorizer = _direct(colorizer) if colorizer is not None else None
+        self.local = ColorizerReplica(settings) if colorizer is None else None
         self.settings = settings
         self.page = (STATIC / "index.html").read_text(encoding="utf-8")
         self._metadata: dict[str, Any] | None = None
@@ -306,13 +315,13 @@ class Ingress:
     async def model(self, request: Request) -> dict[str, Any]:
         self._check_key(request)
         if self._metadata is None:
-            self._metadata = await self.colorizer.get_metadata.remote()
+            self._metadata = await self._model("get_metadata")
         return {**self._metadata, "serving": self.settings.public()}
 
     @api.get("/stats", summary="batch sizes and time per stage of one model replica")
     async def stats(self, request: Request) -> dict[str, Any]:
         self._check_key(request)
-        return {**await self.colorizer.stats.remote(), "ingress_retries": self.retries,
+        return {**await self._model("stats"), "ingress_retries": self.retries,
                 "ingress_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
     @api.post("/colorize", summary="colorize one image", openapi_extra=COLORIZE_BODY)
@@ -342,16 +351,23 @@ class Ingress:
         return Response(answer["payload"], media_type=MEDIA_TYPES[fmt],
                         headers={"X-Image-Size": f"{answer['width']}x{answer['height']}"})
 
+    async def _model(self, method: str, *args: Any) -> Any:
+        """`method` of the model: in this replica (one hop) or a Colorizer replica's."""
+        if self.local is not None:
+            answer = getattr(self.local, method)(*args)
+            return await answer if asyncio.iscoroutine(answer) else answer
+        return await getattr(self.colorizer, method).remote(*args)
+
     async def _colorize_once_more_if_lost(self, data: bytes, fmt: str, strength: float) -> dict:
         """Colorizing is idempotent, so a request whose model replica died is sent once more
         (Serve routes it to a live replica, or waits for the restarted one)."""
         try:
-            return await self.colorizer.colorize.remote(data, fmt, strength)
+            return await self._model("colorize", data, fmt, strength)
         except REPLICA_GONE as exc:
             log.warning("model replica lost under a request (%s); retrying once", type(exc).__name__)
             self.retries += 1
         try:
-            return await self.colorizer.colorize.remote(data, fmt, strength)
+            return await self._model("colorize", data, fmt, strength)
         except REPLICA_GONE:
             raise ColorizeError("the model replica failed twice on this request; "
                                 "send it again in a few seconds", 503) from None
@@ -425,8 +441,11 @@ def ingress_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_app(settings: Settings) -> serve.Application:
-    """The application graph: Ingress(Colorizer) with the options the settings ask for."""
+    """The application graph: Ingress(Colorizer) with the options the settings ask for, or
+    with one hop the ingress alone, scaled and sized as the model replicas would be."""
     read_metadata(settings.model_dir)  # fail here, with one clear line, not in a replica
+    if settings.hops == 1:
+        return Ingress.options(**colorizer_options(settings)).bind(None, settings)
     colorizer = Colorizer.options(**colorizer_options(settings)).bind(settings)
     return Ingress.options(**ingress_options(settings)).bind(colorizer, settings)
 

@@ -38,6 +38,7 @@ class Settings:
     target_ongoing_requests: float = 0.0  # autoscaling target of requests per replica; 0 = the batch size
     cpus_per_replica: float = 1.0  # CPUs reserved for each model replica
     gpus_per_replica: float = 0.0  # GPUs (or a fraction of one) for each model replica
+    hops: int = 2  # 2: an HTTP ingress in front of the model replicas, retrying a request whose replica died; 1: each model replica answers HTTP itself (less CPU a request, no retry)
     precision: str = "auto"  # model arithmetic: auto (bf16 where the CPU computes it natively) or float32
     host: str = "127.0.0.1"  # HTTP bind address; anything else must be asked for
     port: int = 8000  # HTTP port
@@ -60,6 +61,8 @@ class Settings:
             problems.append("target_ongoing_requests must not be negative")
         if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:
             problems.append("cpus_per_replica and gpus_per_replica must not be negative")
+        if self.hops not in (1, 2):
+            problems.append(f"hops must be 1 or 2, not {self.hops}")
         if self.precision not in INFERENCE_PRECISIONS:
             problems.append(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, not {self.precision!r}")
         if not 0 < self.port < 65536:

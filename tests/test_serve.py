@@ -320,11 +320,41 @@ def test_api_key_is_enforced_when_set(server, tiny_artifact):
         serve.delete("secured")
 
 
+@pytest.mark.slow
+def test_one_hop_app_answers_as_the_two_deployment_one(server, tiny_artifact):
+    """hops=1: the ingress replica holds the model itself; the answers, batching, /model
+    and /stats are the same as through the two deployments."""
+    from ray import serve
+
+    from colorize.serve.runner import start
+
+    url = start(tiny_artifact, name="onehop", route_prefix="/onehop", hops=1, max_batch_size=8,
+                batch_wait_timeout_s=0.05, cpus_per_replica=0.5)
+    try:
+        status = serve.status().applications["onehop"].deployments
+        assert list(status) == ["Ingress"]  # no Colorizer deployment: one hop
+        with httpx.Client(base_url=url, timeout=60) as client:
+            bodies = [png_bytes(photo(48, 48, seed=i)) for i in range(16)]
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(lambda b: client.post(
+                    "colorize", content=b, headers={"Content-Type": "image/png"}), bodies))
+            assert [a.status_code for a in answers] == [200] * 16
+            two_hops = post(server, bodies[3], "image/png")
+            assert np.array_equal(decoded(answers[3].content), decoded(two_hops.content))
+            stats = client.get("stats").json()
+            assert stats["images"] >= 16 and max(map(int, stats["batch_sizes"])) > 1, stats
+            assert client.get("model").json()["serving"]["hops"] == 1
+            bad = client.post("colorize", content=b"not an image", headers={"Content-Type": "image/png"})
+            assert bad.status_code == 415 and bad.json()["status"] == 415
+    finally:
+        serve.delete("onehop")
+
+
 def test_settings_are_validated():
     assert Settings.from_dict({"model_dir": "m", "max_batch_size": "4"}).max_batch_size == 4
     for bad in ({"model_dir": "m", "max_batch_size": 0}, {"model_dir": "m", "colour": 1},
                 {"max_batch_size": 2}, {"model_dir": "m", "port": "http"},
-                {"model_dir": "m", "min_replicas": 3, "max_replicas": 2}):
+                {"model_dir": "m", "min_replicas": 3, "max_replicas": 2}, {"model_dir": "m", "hops": 3}):
         with pytest.raises(ColorizeError):
             Settings.from_dict(bad)
     assert parse_replicas("2") == (2, 2) and parse_replicas("1-4") == (1, 4)

@@ -11,7 +11,9 @@ round (the median over rounds is reported). The servers:
   this process, with JPEG decoding and PNG encoding (the work a request adds);
 - plain FastAPI: bench/plain_fastapi_server.py, one uvicorn process, no Ray, no batching;
 - serve xN: the Ray Serve app of serve/app.py with N model replicas (`--replicas 1,2`);
-- serve unbatched: the same app with max_batch_size=1 (batching on vs off).
+- serve unbatched: the same app with max_batch_size=1 (batching on vs off);
+- serve one-hop: one replica that is both the FastAPI ingress and the batched model
+  (`hops=1`), against the two deployments of serve x1.
 
 Where a request's time goes: CPU milliseconds per request of each process (client, HTTP
 proxy, ingress, model replicas, the rest of Ray), which a shared machine's load inflates
@@ -226,6 +228,8 @@ def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
     apps = {f"serve x{n}": {"min_replicas": n, "max_replicas": n} for n in args.replica_counts}
     if args.unbatched_levels:
         apps["serve unbatched"] = {"max_batch_size": 1}
+    if args.one_hop_levels:
+        apps["serve one-hop"] = {"hops": 1}
     replicas = sum(options.get("min_replicas", 1) for options in apps.values())
     for key, value in LOCAL_RAY_ENV.items():  # as `colorize serve` starts its local Ray
         os.environ.setdefault(key, value)
@@ -239,7 +243,7 @@ def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
             "batch_wait_timeout_s": args.batch_wait_ms / 1000,
             "cpus_per_replica": args.cpus_per_replica, **options,
         })
-        app = name.split()[-1]  # x1, x2, unbatched: the app's name and route
+        app = name.split()[-1]  # x1, x2, unbatched, one-hop: the app's name and route
         urls[name] = deploy(settings, name=app, route_prefix=f"/{app}") + "colorize"
     return urls
 
@@ -253,7 +257,8 @@ def run_rounds(servers: dict[str, str], ceiling: InProcess, bodies, levels, args
     meter = CpuMeter(args.plain_pid)
     slices = []
     for level in levels:
-        names = [n for n in servers if n != "serve unbatched" or level in args.unbatched_levels]
+        only_at = {"serve unbatched": args.unbatched_levels, "serve one-hop": args.one_hop_levels}
+        names = [n for n in servers if n not in only_at or level in only_at[n]]
         for r in range(args.rounds):
             order = [CEILING, *names] if r % 2 == 0 else [*names[::-1], CEILING]
             for name in order:
@@ -301,7 +306,7 @@ def summarise(slices: list[dict], levels: list[int], servers: list[str]) -> list
                 "error_kinds": sorted({e for s in rows for e in s["errors"]}),
                 "vs_ceiling": _ratio(rows, by.get((CEILING, level))) if name != CEILING else None,
                 "vs_plain": _ratio(rows, by.get((PLAIN, level))) if name.startswith("serve") else None,
-                "vs_x1": _ratio(rows, by.get(("serve x1", level))) if name.startswith("serve x") else None,
+                "vs_x1": _ratio(rows, by.get(("serve x1", level))) if name.startswith("serve x") or name == "serve one-hop" else None,
                 "ceiling_rounds": [round(ceiling[r], 1) for r in sorted(ceiling)],
             })
     return table
@@ -363,6 +368,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16,32", help="comma-separated levels")
     parser.add_argument("--replicas", default="1,2", help="replica counts, one Serve app each")
     parser.add_argument("--unbatched", default="16", help="levels for the max_batch_size=1 app")
+    parser.add_argument("--one-hop", default="16", help="levels for the hops=1 app (none: '')")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slice-seconds", type=float, default=8.0)
     parser.add_argument("--photos", type=int, default=32, help="distinct 256x256 photos")
@@ -374,7 +380,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: small levels and counts")
     args = parser.parse_args()
     if args.quick:
-        args.concurrency, args.replicas, args.unbatched = "1,8", "1", ""
+        args.concurrency, args.replicas, args.unbatched, args.one_hop = "1,8", "1", "", "8"
         args.rounds, args.slice_seconds = 1, 5.0
     if args.batch_wait_ms is None:
         from colorize.serve.settings import Settings
@@ -383,6 +389,7 @@ def main() -> None:
     args.levels = [int(c) for c in args.concurrency.split(",")]
     args.replica_counts = [int(n) for n in args.replicas.split(",") if n]
     args.unbatched_levels = [int(c) for c in args.unbatched.split(",") if c]
+    args.one_hop_levels = [int(c) for c in args.one_hop.split(",") if c]
 
     print(f"machine: {machine()}")
     bodies = photo_bodies(args.photos)

@@ -40,6 +40,7 @@ class TrainConfig:
     batch_size: int = 16  # images per step (per worker on Ray Train)
     learning_rate: float = 1e-3  # Adam
     lr_decay: float = 1.0  # learning rate x this after every epoch (1 = constant)
+    clip_norm: float = 0.0  # clip each step's gradients to this global norm (0 = off): tames the rare batch that throws training back
     ema: float = 0.0  # validate, select and keep a moving average of the weights with this momentum per step (e.g. 0.998); 0 = off
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = 10  # epochs without a better monitored score before stopping
@@ -74,6 +75,8 @@ class TrainConfig:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.clip_norm < 0:
+            problems.append(f"clip_norm must not be negative, got {self.clip_norm}")
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"ema must be in [0, 1), got {self.ema}")
         if self.patience < 0 or self.steps_per_epoch < 0 or self.max_minutes < 0:

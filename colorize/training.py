@@ -49,10 +49,11 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
                 weights = ab_bins.class_weights(prior, config.rebalance)
         else:
             weights = losses.rebalance_weights(ab, config.rebalance)
+    clipping = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
     if config.ema:
-        optimizer = AveragedAdam(config.learning_rate, use_ema=True, ema_momentum=config.ema)
+        optimizer = AveragedAdam(config.learning_rate, use_ema=True, ema_momentum=config.ema, **clipping)
     else:
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer = keras.optimizers.Adam(config.learning_rate, **clipping)
     if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(

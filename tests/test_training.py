@@ -8,6 +8,7 @@ import pytest
 
 from colorize import data
 from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
 from colorize.training import EpochProgress, EpochTrainer, epoch_line, fit
 
 pytestmark = pytest.mark.slow
@@ -176,3 +177,17 @@ def test_weight_averaging_never_trains_on_the_average_and_keeps_what_it_validate
     epochs = {ema: [trainer.run_epoch() for _ in range(2)] for ema, trainer in trainers.items()}
     assert [e["loss"] for e in epochs[0.9]] == pytest.approx([e["loss"] for e in epochs[0.0]], rel=1e-5)
     assert [e["val_psnr"] for e in epochs[0.9]] != pytest.approx([e["val_psnr"] for e in epochs[0.0]], rel=1e-4)
+
+
+def test_gradient_clipping_and_averaging_reach_the_optimizer(tiny_config):
+    import dataclasses
+
+    from colorize.training import compile_model
+
+    plain = compile_model(tiny_config).optimizer
+    assert plain.global_clipnorm is None and not plain.use_ema
+    tuned = compile_model(dataclasses.replace(tiny_config, clip_norm=0.5, ema=0.99)).optimizer
+    assert tuned.global_clipnorm == 0.5 and tuned.use_ema and tuned.ema_momentum == 0.99
+    for bad in ({"clip_norm": -1.0}, {"ema": 1.0}, {"ema": -0.1}):
+        with pytest.raises(ColorizeError, match=next(iter(bad))):
+            dataclasses.replace(tiny_config, **bad)

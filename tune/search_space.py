@@ -33,7 +33,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 # seed, ...) are fixed by CLI options.
 SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",
-    "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context",
+    "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context", "ema", "clip_norm",
 )
 
 

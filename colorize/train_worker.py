@@ -58,7 +58,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         start_epoch = _restore(ray.train.get_checkpoint(), checkpoint_dir)
         images_per_epoch = config.steps_per_epoch * config.batch_size * world
         callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch,
-                               loop_config.get("progress") if rank == 0 else None)]
+                               loop_config.get("progress") if rank == 0 else None, world)]
         callbacks += testing.worker_callbacks(rank, world)  # none unless a test asks
         training.fit(
             config, shard, val_tiles, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
@@ -85,9 +85,10 @@ class RayReport(keras.callbacks.Callback):
     """
 
     def __init__(self, checkpoint_dir: Path, rank: int, start_epoch: int, images_per_epoch: int,
-                 progress=None):
+                 progress=None, world: int = 1):
         super().__init__()
         self.checkpoint_dir, self.rank, self.start_epoch = checkpoint_dir, rank, start_epoch
+        self.world = world
         self.images_per_epoch = images_per_epoch
         self.progress = progress  # a ray.util.queue.Queue the driver prints epoch lines from
         self.started = self.last_step = 0.0
@@ -103,8 +104,9 @@ class RayReport(keras.callbacks.Callback):
         from ray.train.collective import broadcast_from_rank_zero
 
         logs = logs if logs is not None else {}
-        # Early stopping and the time budget read these: every worker must see rank 0's values.
-        for key in ("val_ssim", MONITOR_KEY, ELAPSED_KEY):
+        # Early stopping and the time budget read these: every worker must see rank 0's values
+        # (a lone worker has them already; each broadcast is a round trip through Ray).
+        for key in ("val_ssim", MONITOR_KEY, ELAPSED_KEY) if self.world > 1 else ():
             logs[key] = broadcast_from_rank_zero(float(logs.get(key, 0.0)))
         metrics = {key: float(value) for key, value in logs.items()}
         train_seconds = max(self.last_step - self.started, 1e-9)

@@ -27,12 +27,12 @@ class TrialTable(tune.Callback):
         self.params, self.max_epochs, self.scheduler = params, max_epochs, scheduler
         self.interval_s = interval_s
         self._drawn = 0  # lines of the last table drawn on a terminal
-        self._last_print = 0.0
+        self._last_print: float | None = None  # monotonic time of the last print; None: never
         self._pending = False  # results came in since the last print
         self._ended: dict[str, str] = {}  # trial id -> "complete" or "error", as Tune said
 
     def setup(self, **info) -> None:
-        self._drawn, self._last_print, self._pending, self._ended = 0, 0.0, False, {}
+        self._drawn, self._last_print, self._pending, self._ended = 0, None, False, {}
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._show(trials)
@@ -57,7 +57,10 @@ class TrialTable(tune.Callback):
         stream = sys.stdout
         self._pending = True
         tty = stream.isatty()
-        if not (tty or force or time.monotonic() - self._last_print >= self.interval_s):
+        # The first table prints at once: the monotonic clock starts near 0 at boot, so
+        # "0 = never printed" would hold a fresh machine's first table back for interval_s.
+        due = self._last_print is None or time.monotonic() - self._last_print >= self.interval_s
+        if not (tty or force or due):
             return
         lines = self.table(trials)
         if tty and self._drawn:

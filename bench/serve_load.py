@@ -13,7 +13,10 @@ round (the median over rounds is reported). The servers:
 - serve xN: the Ray Serve app of serve/app.py with N model replicas (`--replicas 1,2`);
 - serve unbatched: the same app with max_batch_size=1 (batching on vs off);
 - serve one-hop: one replica that is both the FastAPI ingress and the batched model
-  (`hops=1`), against the two deployments of serve x1.
+  (`hops=1`), against the two deployments of serve x1;
+- serve direct: `colorize serve --hops 1 --ingress direct` in its own process (its own local
+  Ray, since Ray reads the direct-ingress flag at start-up), the clients posting to the
+  replica's own port: one-hop without Serve's HTTP proxy in the way.
 
 Where a request's time goes: CPU milliseconds per request of each process (client, HTTP
 proxy, ingress, model replicas, the rest of Ray), which a shared machine's load inflates
@@ -31,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -218,6 +222,32 @@ def start_plain(model_dir: Path) -> tuple[subprocess.Popen, str]:
     return server, f"http://127.0.0.1:{port}/colorize"
 
 
+def start_direct(model_dir: Path, args) -> tuple[subprocess.Popen, str]:
+    """`colorize serve --hops 1 --ingress direct` as a user starts it; its replica's URL."""
+    import threading
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "colorize.cli", "serve", str(model_dir), "--port", str(port), "--hops", "1",
+         "--ingress", "direct", "--max-batch-size", str(args.max_batch_size),
+         "--batch-wait-ms", str(args.batch_wait_ms), "--cpus-per-replica", str(args.cpus_per_replica)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while not any(line.startswith("direct:") for line in lines):
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            raise RuntimeError("colorize serve --ingress direct did not start:\n" + "".join(lines[-20:]))
+        time.sleep(0.5)
+    url = next(line for line in lines if line.startswith("direct:")).split()[2]
+    if not url.startswith("http://127.0.0.1:"):  # loopback only
+        server.kill()
+        raise RuntimeError(f"unexpected direct URL {url}")
+    return server, url
+
+
 def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
     """One Serve application per configuration, all behind the one proxy: name -> URL."""
     import ray
@@ -257,7 +287,8 @@ def run_rounds(servers: dict[str, str], ceiling: InProcess, bodies, levels, args
     meter = CpuMeter(args.plain_pid)
     slices = []
     for level in levels:
-        only_at = {"serve unbatched": args.unbatched_levels, "serve one-hop": args.one_hop_levels}
+        only_at = {"serve unbatched": args.unbatched_levels, "serve one-hop": args.one_hop_levels,
+                   "serve direct": args.direct_levels}
         names = [n for n in servers if n not in only_at or level in only_at[n]]
         for r in range(args.rounds):
             order = [CEILING, *names] if r % 2 == 0 else [*names[::-1], CEILING]
@@ -306,7 +337,7 @@ def summarise(slices: list[dict], levels: list[int], servers: list[str]) -> list
                 "error_kinds": sorted({e for s in rows for e in s["errors"]}),
                 "vs_ceiling": _ratio(rows, by.get((CEILING, level))) if name != CEILING else None,
                 "vs_plain": _ratio(rows, by.get((PLAIN, level))) if name.startswith("serve") else None,
-                "vs_x1": _ratio(rows, by.get(("serve x1", level))) if name.startswith("serve x") or name == "serve one-hop" else None,
+                "vs_x1": _ratio(rows, by.get(("serve x1", level))) if name.startswith("serve x") or name in ("serve one-hop", "serve direct") else None,
                 "ceiling_rounds": [round(ceiling[r], 1) for r in sorted(ceiling)],
             })
     return table
@@ -369,6 +400,8 @@ def main() -> None:
     parser.add_argument("--replicas", default="1,2", help="replica counts, one Serve app each")
     parser.add_argument("--unbatched", default="16", help="levels for the max_batch_size=1 app")
     parser.add_argument("--one-hop", default="16", help="levels for the hops=1 app (none: '')")
+    parser.add_argument("--direct", default="16",
+                        help="levels for colorize serve --hops 1 --ingress direct (none: '')")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slice-seconds", type=float, default=8.0)
     parser.add_argument("--photos", type=int, default=32, help="distinct 256x256 photos")
@@ -380,7 +413,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: small levels and counts")
     args = parser.parse_args()
     if args.quick:
-        args.concurrency, args.replicas, args.unbatched, args.one_hop = "1,8", "1", "", "8"
+        args.concurrency, args.replicas, args.unbatched, args.one_hop, args.direct = "1,8", "1", "", "8", "8"
         args.rounds, args.slice_seconds = 1, 5.0
     if args.batch_wait_ms is None:
         from colorize.serve.settings import Settings
@@ -390,6 +423,7 @@ def main() -> None:
     args.replica_counts = [int(n) for n in args.replicas.split(",") if n]
     args.unbatched_levels = [int(c) for c in args.unbatched.split(",") if c]
     args.one_hop_levels = [int(c) for c in args.one_hop.split(",") if c]
+    args.direct_levels = [int(c) for c in args.direct.split(",") if c]
 
     print(f"machine: {machine()}")
     bodies = photo_bodies(args.photos)
@@ -406,8 +440,12 @@ def main() -> None:
     import ray
     from ray import serve
 
+    direct = None
     try:
-        servers = {PLAIN: plain_url, **start_serve_apps(model, args)}
+        servers = {PLAIN: plain_url}
+        if args.direct_levels:
+            direct, servers["serve direct"] = start_direct(model, args)
+        servers.update(start_serve_apps(model, args))
         slices = run_rounds(servers, ceiling, bodies, args.levels, args)
         table = summarise(slices, args.levels, [CEILING, *servers])
         report(table, slices, servers, args)
@@ -419,6 +457,9 @@ def main() -> None:
     finally:
         plain.terminate()
         plain.wait(timeout=30)
+        if direct is not None:  # its own Ray: the first SIGINT drains and stops it
+            direct.send_signal(signal.SIGINT)
+            direct.wait(timeout=90)
         serve.shutdown()
         ray.shutdown()
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")

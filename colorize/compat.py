@@ -52,6 +52,16 @@ PRIVATE_NAMES = (
     PrivateName("ray.serve.context:_get_global_client",
                 "serve.run does not say which HTTP host and port a running Serve kept: "
                 "`serve_http_address`"),
+    PrivateName("ray.serve._private.client:ServeControllerClient.get_serve_details",
+                "with direct ingress each replica listens on a port Serve allocates, and only "
+                "the instance details name it: `direct_ingress_ports`"),
+    PrivateName("ray.serve._private.constants:RAY_SERVE_ENABLE_DIRECT_INGRESS",
+                "the environment flag behind `colorize serve --ingress direct` "
+                "(serve/runner.py: DIRECT_INGRESS_ENV); Ray reads it when its processes start"),
+    PrivateName("ray.serve._private.constants:RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
+                "the first port a direct-ingress replica takes (set to --port)"),
+    PrivateName("ray.serve._private.constants:RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",
+                "how long a stopping direct-ingress replica stays open for a load balancer"),
     PrivateName("ray._private.ray_constants:ENABLE_RAY_CLUSTER",
                 "Ray swaps 127.0.0.1 for the routable address (ray-project/ray#59110); "
                 "`ray_start_on_loopback` lets a worker join with that swap off"),
@@ -161,6 +171,17 @@ def serve_http_address() -> tuple[str, int]:
 
     config = _get_global_client().http_config
     return config.host, int(config.port)
+
+
+def direct_ingress_ports(app_name: str) -> list[int]:
+    """The HTTP ports the application's ingress replicas listen on under direct ingress
+    (Serve's target groups); with Serve's proxy in front, the proxy's port."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    return sorted(int(target["port"]) for group in details.get("target_groups", [])
+                  if group.get("app_name") == app_name and str(group.get("protocol")).endswith("HTTP")
+                  for target in group.get("targets", []))
 
 
 def ray_start_on_loopback(argv: list[str]) -> None:

@@ -386,6 +386,17 @@ def test_cli_refuses_a_missing_model_with_one_line(capsys):
     assert main(["serve", "/nonexistent/model", "--replicas", "4-1"]) == 2
 
 
+def test_direct_ingress_is_refused_where_ray_is_not_started_here(tiny_artifact, capsys):
+    """Ray reads the direct-ingress flag when it starts, so it cannot be asked of a cluster
+    that is already running: one line, exit 2, nothing started."""
+    from colorize.cli import main
+
+    assert main(["serve", str(tiny_artifact), "--ingress", "direct", "--address", "auto"]) == 2
+    assert "--ingress direct needs the local Ray" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", str(tiny_artifact), "--ingress", "sideways"])
+
+
 def test_config_yaml_is_a_valid_serve_config():
     from ray.serve.schema import ServeDeploySchema
 
@@ -485,11 +496,13 @@ def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop, code", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code):
+@pytest.mark.parametrize("stop, code, ingress", [("SIGTERM", 143, "proxy"), ("SIGINT", 130, "proxy"),
+                                                 ("SIGINT", 130, "direct")])
+def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code, ingress):
     """`colorize serve` in its own process, 6 clients posting: the first SIGTERM (or
     SIGINT) answers every request sent before it, exits 143 (130) within 30 s, prints no
-    traceback or stack dump, and leaves none of its Ray processes behind."""
+    traceback or stack dump, and leaves none of its Ray processes behind. With `--ingress
+    direct` the clients post to the replica's own port, past Serve's proxy."""
     import signal
     import subprocess
     import sys
@@ -501,7 +514,8 @@ def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "colorize.cli", "serve", str(tiny_artifact), "--port", str(port),
-         "--cpus-per-replica", "0.5", "--max-batch-size", "4"],
+         "--cpus-per-replica", "0.5", "--max-batch-size", "4", "--hops", "1" if ingress == "direct" else "2",
+         "--ingress", ingress],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(server.stdout), daemon=True)
@@ -528,6 +542,11 @@ def test_colorize_serve_stops_cleanly_under_load(tiny_artifact, stop, code):
             time.sleep(0.5)
         ray_processes = psutil.Process(server.pid).children(recursive=True)
         assert ray_processes, "colorize serve started no Ray processes"
+        assert f"POST {url}colorize" in "".join(output)
+        if ingress == "direct":  # the clients skip the proxy: the replica's own port
+            direct = next(line for line in output if line.startswith("direct:"))
+            url = direct.split()[2].removesuffix("colorize")
+            assert url.startswith("http://127.0.0.1:") and url != f"http://127.0.0.1:{port}/", direct
         clients = [threading.Thread(target=client, args=(i,)) for i in range(6)]
         for t in clients:
             t.start()

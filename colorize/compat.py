@@ -57,9 +57,9 @@ PRIVATE_NAMES = (
                 "the instance details name it: `direct_ingress_ports`"),
     PrivateName("ray.serve._private.constants:RAY_SERVE_ENABLE_DIRECT_INGRESS",
                 "the environment flag behind `colorize serve --ingress direct` "
-                "(serve/runner.py: DIRECT_INGRESS_ENV); Ray reads it when its processes start"),
+                "(serve/runner.py: `direct_ingress_env`); Ray reads it when its processes start"),
     PrivateName("ray.serve._private.constants:RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
-                "the first port a direct-ingress replica takes (set to --port)"),
+                "the first port a direct-ingress replica takes (set to --port + 1)"),
     PrivateName("ray.serve._private.constants:RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",
                 "how long a stopping direct-ingress replica stays open for a load balancer"),
     PrivateName("ray._private.ray_constants:ENABLE_RAY_CLUSTER",

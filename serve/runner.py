@@ -110,14 +110,19 @@ def deploy(settings: Settings, name: str = APP_NAME, route_prefix: str = "/") ->
     app = build_app(settings)  # checks the artifact first: one clear line if it is not one
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
-    host, port = _http_address(settings)
+    return _url(*_http_address(settings), route_prefix)
+
+
+def _url(host: str, port: int, route_prefix: str = "/") -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     return f"http://{shown}:{port}{route_prefix.rstrip('/')}/"
 
 
-def direct_ports(name: str = APP_NAME, timeout_s: float = 30.0) -> list[int]:
-    """The ports the application's ingress replicas answer on under direct ingress (each
-    has its own, above the proxy's; a replaced replica may come back on another)."""
+def direct_urls(settings: Settings, name: str = APP_NAME, route_prefix: str = "/",
+                timeout_s: float = 30.0) -> list[str]:
+    """The base URLs the application's ingress replicas answer on under direct ingress:
+    settings.host, each replica on its own port above the proxy's (a replaced replica may
+    come back on another)."""
     from colorize import compat
 
     deadline = time.monotonic() + timeout_s
@@ -125,7 +130,7 @@ def direct_ports(name: str = APP_NAME, timeout_s: float = 30.0) -> list[int]:
         time.sleep(0.2)
     if not ports:
         raise ColorizeError(f"Serve listed no port for application {name!r} after {timeout_s:g} s")
-    return ports
+    return [_url(settings.host, port, route_prefix) for port in ports]
 
 
 def _http_address(settings: Settings) -> tuple[str, int]:

@@ -24,7 +24,7 @@ from colorize.serve.runner import (
     INGRESSES,
     connect_for_serving,
     deploy,
-    direct_ports,
+    direct_urls,
     serve_until_stopped,
 )
 from colorize.serve.settings import API_KEY_ENV, Settings, parse_replicas
@@ -97,10 +97,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     url = deploy(settings)
     print(f"endpoint:  POST {url}colorize\nweb page:  {url}\nAPI docs:  {url}docs")
     if args.ingress == "direct":
-        ports = direct_ports()
-        host = url.split("//")[1].rsplit(":", 1)[0]
-        print(f"direct:    POST http://{host}:{ports[0]}/colorize (no proxy hop; replicas on "
-              f"port{'s' * (len(ports) > 1)} {', '.join(map(str, ports))})")
+        urls = direct_urls(settings)
+        print(f"direct:    POST {urls[0]}colorize (no proxy hop; one URL per replica: {', '.join(urls)})")
     print(f"dashboard: {dashboard or 'see the Ray cluster'}", flush=True)
     if args.address:
         print("deployed onto the cluster; it keeps serving after this command returns")

@@ -33,6 +33,7 @@ from colorize.artifact import Artifact, load_artifact, save_artifact  # noqa: E4
 from colorize.calibration import calibrate  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
 from colorize.evaluation import evaluate_photos, strength_sweep  # noqa: E402
+from colorize.inference import UPSAMPLERS  # noqa: E402
 from colorize.training import fit  # noqa: E402
 
 VARIANTS = {  # name -> configuration overrides; "rebalance:S" sets the strength S
@@ -96,8 +97,14 @@ def main() -> None:
     parser.add_argument("--budgets", default="", metavar="DB,...",
                         help="also score each model calibrated with these colour budgets (dB of "
                              "validation a/b PSNR given up for colour: --colour-budget-db)")
+    parser.add_argument("--upsample", default="guided", metavar="METHOD,...",
+                        help=f"how predicted a/b reach full size, one or more of {', '.join(UPSAMPLERS)}: "
+                             "each model is scored with each, side by side (the first keeps its name)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 30 photos, 1 epoch, 5 test photos")
     args = parser.parse_args()
+    upsamplers = [u for u in args.upsample.split(",") if u]
+    if not upsamplers or set(upsamplers) - set(UPSAMPLERS):
+        raise SystemExit(f"--upsample takes a comma list of {', '.join(UPSAMPLERS)}, got {args.upsample!r}")
     if args.quick:
         args.limit, args.epochs, args.test_limit, args.base_filters = 30, 1, 5, 8
 
@@ -130,11 +137,13 @@ def main() -> None:
         train_s = time.time() - start
         calibration = calibrate(model, config, val_tiles)
         artifact = artifacts[name] = Artifact(model, config, {"calibration": calibration})
-        result = evaluate_photos(artifact, test_photos)
-        result.update(train_seconds=round(train_s), epochs=len(history["loss"]),
-                      config=dataclasses.asdict(config), calibration=calibration,
-                      sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
-        results[name] = result
+        for upsample in upsamplers:
+            result = evaluate_photos(artifact, test_photos, upsample=upsample)
+            result.update(train_seconds=round(train_s), epochs=len(history["loss"]),
+                          config=dataclasses.asdict(config), calibration=calibration, upsample=upsample,
+                          sweep=sweep(artifact, test_photos, strengths, upsample))
+            results[labelled(name, upsample, upsamplers)] = result
+        result = results[name]
         save_artifact(args.out / name / "model", model, config, {"test": result}, calibration=calibration)
         print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
               f"test PSNR {result['model']['psnr']:.2f} dB, SSIM {result['model']['ssim']:.4f}, "
@@ -142,45 +151,57 @@ def main() -> None:
     for item in args.models:  # trained elsewhere: scored and swept the same way
         name, _, folder = item.partition("=")
         artifact = artifacts[name] = load_artifact(folder)
-        result = evaluate_photos(artifact, test_photos)
-        result.update(train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"), epochs="-",
-                      config=artifact.config.to_dict(), calibration=artifact.calibration,
-                      sweep={str(k): v for k, v in strength_sweep(artifact, test_photos, strengths).items()})
-        results[name] = result
+        for upsample in upsamplers:
+            result = evaluate_photos(artifact, test_photos, upsample=upsample)
+            result.update(train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"), epochs="-",
+                          config=artifact.config.to_dict(), calibration=artifact.calibration, upsample=upsample,
+                          sweep=sweep(artifact, test_photos, strengths, upsample))
+            results[labelled(name, upsample, upsamplers)] = result
 
     budgets = [float(x) for x in args.budgets.split(",") if x]
     for name, artifact in artifacts.items():  # the calibration a budget gives, scored on test
         for budget in budgets:
             config = dataclasses.replace(artifact.config, colour_budget_db=budget, calibrate=True)
             calibration = calibrate(artifact.model, config, val_tiles)
-            scored = evaluate_photos(Artifact(artifact.model, artifact.config, {"calibration": calibration}),
-                                     test_photos)
-            results[f"{name}@{budget:g}dB"] = {**scored, "train_seconds": "-", "calibration": calibration,
-                                              "sweep": {"1.0": scored["model"]}}
+            calibrated = Artifact(artifact.model, artifact.config, {"calibration": calibration})
+            for upsample in upsamplers:
+                scored = evaluate_photos(calibrated, test_photos, upsample=upsample)
+                results[labelled(f"{name}@{budget:g}dB", upsample, upsamplers)] = {
+                    **scored, "train_seconds": "-", "calibration": calibration, "upsample": upsample,
+                    "sweep": {"1.0": scored["model"]}}
 
     any_result = next(iter(results.values()))
     grey, truth = any_result["grey"], any_result["truth"]
     print(f"\nbsds500/test, full resolution, {any_result['images']} photos")
-    print(f"{'':12}{'PSNR dB':>9}{'dPSNR':>8}{'SSIM':>8}{'dSSIM':>9}{'colourful':>11}{'/truth':>8}{'train s':>9}")
-    print(f"{'grey':12}{grey['psnr']:>9.2f}{'':>8}{grey['ssim']:>8.4f}{'':>9}{grey['colourfulness']:>11.1f}"
+    print(f"{'':20}{'PSNR dB':>9}{'dPSNR':>8}{'SSIM':>8}{'dSSIM':>9}{'colourful':>11}{'/truth':>8}{'train s':>9}")
+    print(f"{'grey':20}{grey['psnr']:>9.2f}{'':>8}{grey['ssim']:>8.4f}{'':>9}{grey['colourfulness']:>11.1f}"
           f"{grey['colourfulness'] / truth['colourfulness']:>8.2f}")
     for name, r in results.items():
         m = r["model"]
-        print(f"{name:12}{m['psnr']:>9.2f}{m['psnr'] - grey['psnr']:>+8.2f}{m['ssim']:>8.4f}"
+        print(f"{name:20}{m['psnr']:>9.2f}{m['psnr'] - grey['psnr']:>+8.2f}{m['ssim']:>8.4f}"
               f"{m['ssim'] - grey['ssim']:>+9.4f}{m['colourfulness']:>11.1f}"
               f"{m['colourfulness'] / truth['colourfulness']:>8.2f}{r['train_seconds']:>9}")
-    print(f"{'truth':12}{'':>9}{'':>8}{'':>8}{'':>9}{truth['colourfulness']:>11.1f}{1:>8.2f}")
+    print(f"{'truth':20}{'':>9}{'':>8}{'':>8}{'':>9}{truth['colourfulness']:>11.1f}{1:>8.2f}")
     print("\ncolour strength sweep (1 = calibrated; calibration in brackets):")
-    print(f"{'':18}{'strength':>9}{'PSNR dB':>9}{'dPSNR':>8}{'SSIM':>8}{'colourful':>11}")
+    print(f"{'':22}{'strength':>9}{'PSNR dB':>9}{'dPSNR':>8}{'SSIM':>8}{'colourful':>11}")
     for name, r in results.items():
         for strength, m in r["sweep"].items():
-            print(f"{name:18}{float(strength):>9.2f}{m['psnr']:>9.2f}{m['psnr'] - grey['psnr']:>+8.2f}"
+            print(f"{name:22}{float(strength):>9.2f}{m['psnr']:>9.2f}{m['psnr'] - grey['psnr']:>+8.2f}"
                   f"{m['ssim']:>8.4f}{m['colourfulness']:>11.1f}")
-        print(f"{'':18}{json.dumps(r['calibration'])}")
+        print(f"{'':22}{json.dumps(r['calibration'])}")
     print(f"total {time.time() - started:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"trade-off plot: {plot_tradeoff(results, grey, truth, args.out / 'tradeoff.png')}")
+
+
+def labelled(name: str, upsample: str, upsamplers: list[str]) -> str:
+    """A result's row name: the first upsampler keeps the model's name, others are suffixed."""
+    return name if upsample == upsamplers[0] else f"{name}/{upsample}"
+
+
+def sweep(artifact: Artifact, photos: list, strengths: list[float], upsample: str) -> dict:
+    return {str(k): v for k, v in strength_sweep(artifact, photos, strengths, upsample=upsample).items()}
 
 
 def plot_tradeoff(results: dict, grey: dict, truth: dict, path: Path) -> Path:

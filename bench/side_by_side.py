@@ -24,6 +24,7 @@ from bench.common import require_shared_data  # noqa: E402
 from colorize import data, metrics  # noqa: E402
 from colorize.artifact import load_artifact  # noqa: E402
 from colorize.colorizer import colorize_batch  # noqa: E402
+from colorize.inference import UPSAMPLERS  # noqa: E402
 
 CELL_WIDTH = 240  # px per panel
 LABEL_HEIGHT = 22
@@ -47,22 +48,25 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", help="column titles (default: folder names)")
     parser.add_argument("--strengths", nargs="+", type=float,
                         help="colour strength per model (default: 1, each model's own calibration)")
+    parser.add_argument("--upsample", nargs="+", choices=UPSAMPLERS,
+                        help="how each model's a/b reach full size (default: guided for every model)")
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench/side_by_side.jpg"))
     args = parser.parse_args()
     labels = args.labels or [m.parent.name for m in args.models]
     strengths = args.strengths or [1.0] * len(args.models)
-    if len(labels) != len(args.models) or len(strengths) != len(args.models):
-        raise SystemExit("give one --labels (and --strengths) entry per model")
+    upsamplers = args.upsample or ["guided"] * len(args.models)
+    if not len(labels) == len(strengths) == len(upsamplers) == len(args.models):
+        raise SystemExit("give one --labels (and --strengths, --upsample) entry per model")
 
     photos = data.folder_photos(require_shared_data() / "bsds500" / "test")
     chosen = [photos[i] for i in np.linspace(0, len(photos) - 1, args.photos).round().astype(int)]
     originals = [photo.load() for photo in chosen]
     columns = [[panel(o, "original") for o in originals],
                [panel(metrics.grey_prediction(o), "grey (a = b = 0)") for o in originals]]
-    for model_dir, label, strength in zip(args.models, labels, strengths, strict=True):
+    for model_dir, label, strength, upsample in zip(args.models, labels, strengths, upsamplers, strict=True):
         artifact = load_artifact(model_dir)
-        outputs = colorize_batch(artifact, originals, strength)  # a pass per photo shape
+        outputs = colorize_batch(artifact, originals, strength, upsample)  # a pass per photo shape
         columns.append([
             panel(out, f"{label}: {metrics.psnr(o, out):.1f} dB, C {metrics.colourfulness(out):.0f}")
             for o, out in zip(originals, outputs, strict=True)

@@ -1,8 +1,8 @@
 """Inference: any photo of any size in, a colour photo of the same size out.
 
 The L channel stays at full resolution; the model runs at its working scale (short side
-as in training), its a/b prediction is upsampled bilinearly and joined to the original L,
-so no detail is lost (the mechanics are in inference.py; this module adds the colour
+as in training), its a/b prediction is upsampled along the photo's own edges and joined to
+the original L, so no detail is lost (the mechanics are in inference.py; this module adds the colour
 strength). Used by the CLI, the report and the Serve endpoint.
 """
 
@@ -39,14 +39,15 @@ def colorize_image(artifact: Artifact, image: np.ndarray, strength: float = 1.0)
 
 
 def colorize_batch(
-    artifact: Artifact, images: list[np.ndarray], strength: float = 1.0
+    artifact: Artifact, images: list[np.ndarray], strength: float = 1.0, upsample: str = "guided"
 ) -> list[np.ndarray]:
-    """Colorize several images in one forward pass (padded to a common shape).
+    """Colorize several images, one forward pass per working shape.
 
     `strength` scales the predicted chroma (a/b) around grey: 0 gives the grey prediction
-    exactly, 1 the model's own (calibrated) colour, larger values more vivid colour."""
+    exactly, 1 the model's own (calibrated) colour, larger values more vivid colour.
+    `upsample` is one of inference.UPSAMPLERS ("bilinear" only to compare against)."""
     strength = check_strength(strength)
-    return [compose(p, ab * strength) for p, ab in predict_full_ab(artifact, images)]
+    return [compose(p, ab * strength) for p, ab in predict_full_ab(artifact, images, upsample)]
 
 
 def colorize_batch_strengths(

@@ -13,14 +13,15 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_photos(
-    artifact: Artifact, photos: list[Photo], batch_size: int = 4, strength: float = 1.0
+    artifact: Artifact, photos: list[Photo], batch_size: int = 4, strength: float = 1.0,
+    upsample: str = "guided",
 ) -> dict:
-    """PSNR, SSIM and colourfulness (model and grey prediction) at each photo's own size."""
+    """PSNR, SSIM and colourfulness (model and grey prediction) at each photo's own size;
+    `upsample` as in inference.predict_full_ab."""
     truths, preds = [], []
     for start in range(0, len(photos), batch_size):
         rgbs = [photo.load() for photo in photos[start : start + batch_size]]
-        # Same-shaped photos share a forward pass; mixed shapes are padded by colorize_batch.
-        preds += colorize_batch(artifact, rgbs, strength)
+        preds += colorize_batch(artifact, rgbs, strength, upsample)
         truths += rgbs
     result = metrics.compare_with_grey(truths, preds)
     result["beats_grey"] = {
@@ -30,7 +31,8 @@ def evaluate_photos(
 
 
 def strength_sweep(
-    artifact: Artifact, photos: list[Photo], strengths: list[float], batch_size: int = 4
+    artifact: Artifact, photos: list[Photo], strengths: list[float], batch_size: int = 4,
+    upsample: str = "guided",
 ) -> dict[float, dict[str, float]]:
     """The model's scores at each colour strength, from one forward pass per photo batch:
     the trade-off between accuracy (PSNR, SSIM) and colourfulness along the strength axis."""
@@ -38,7 +40,7 @@ def strength_sweep(
     rows: dict[float, list] = {s: [] for s in strengths}
     for start in range(0, len(photos), batch_size):
         rgbs = [photo.load() for photo in photos[start : start + batch_size]]
-        for truth, (prepared, ab) in zip(rgbs, predict_full_ab(artifact, rgbs), strict=True):
+        for truth, (prepared, ab) in zip(rgbs, predict_full_ab(artifact, rgbs, upsample), strict=True):
             for s in strengths:
                 rows[s].append((truth, compose(prepared, ab * s)))
     return {s: metrics.score([t for t, _ in pairs], [p for _, p in pairs]) for s, pairs in rows.items()}

@@ -63,3 +63,64 @@ def test_the_compiled_forward_pass_matches_keras_and_lets_models_go():
     del model
     gc.collect()
     assert gone() is None
+
+
+def _edge_photo(height: int = 241, width: int = 361, edge: int = 157):
+    """A photo's prepared planes with one vertical edge off the working scale's grid: dark and
+    blue-ish on its left, bright and yellow-ish on its right. Returns (prepared, the true
+    full-size a/b, the working-scale a/b a perfect model would predict)."""
+    from colorize.preprocess import resize_short_side
+
+    l_full = np.full((height, width), -0.2, np.float32)
+    l_full[:, edge:] = 0.25
+    ab_full = np.zeros((height, width, 2), np.float32)
+    ab_full[:, :edge] = (0.05, -0.3)
+    ab_full[:, edge:] = (-0.02, 0.35)
+    side = working_side(32)
+    small = resize_short_side(l_full, side)
+    ab_small = resize_short_side(ab_full, side)  # area-averaged, as training tiles are
+    return {"l": l_full, "small": small, "alpha": None}, ab_full, ab_small
+
+
+def test_guided_upsampling_puts_colour_edges_on_the_photos_own_edges():
+    """At 4-7x, bilinear upsampling bleeds colour across an edge the L channel draws
+    sharply; the guided upsampler follows the full-resolution L, so the colour switches
+    where the lightness does."""
+    from colorize.inference import upsample_ab
+
+    prepared, truth, ab_small = _edge_photo()
+    assert prepared["l"].shape[0] / prepared["small"].shape[0] > 4
+    near_edge = slice(157 - 12, 157 + 12)
+    errors = {}
+    for method in ("bilinear", "guided"):
+        out = upsample_ab(prepared, ab_small, method)
+        assert out.shape == truth.shape
+        errors[method] = float(np.abs(out - truth)[:, near_edge].mean())
+    assert errors["guided"] < 0.35 * errors["bilinear"], errors
+    # Away from the edge both give the flat colour back.
+    guided = upsample_ab(prepared, ab_small, "guided")
+    np.testing.assert_allclose(guided[:, :100], truth[:, :100], atol=1e-3)
+    np.testing.assert_allclose(guided[:, 220:], truth[:, 220:], atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (3, 200), (50, 50)])
+def test_guided_upsampling_keeps_flat_colour_flat_at_any_shape(shape):
+    """A uniform prediction stays exactly uniform (no halo from the lightness's texture),
+    including images too small to filter."""
+    from colorize.inference import upsample_ab
+    from colorize.preprocess import resize_short_side
+
+    rng = np.random.default_rng(3)
+    l_full = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+    small = resize_short_side(l_full, working_side(16))
+    ab_small = np.full(small.shape + (2,), (0.1, -0.2), np.float32)
+    out = upsample_ab({"l": l_full, "small": small, "alpha": None}, ab_small, "guided")
+    assert out.shape == shape + (2,)
+    np.testing.assert_allclose(out, np.broadcast_to((0.1, -0.2), out.shape), atol=1e-5)
+
+
+def test_an_unknown_upsampler_is_refused():
+    from colorize.inference import predict_full_ab
+
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        predict_full_ab(Artifact(model=None, config=TrainConfig(image_size=32)), [], "nearest")

@@ -35,6 +35,12 @@ PRIVATE_NAMES = (
                 "the same issue: per-step scalars averaged with axis=0 across workers"),
     PrivateName("keras.src.backend.tensorflow.trainer:_collective_all_reduce_multi_worker",
                 "tells the multi-worker strategy apart inside the patched reduce"),
+    PrivateName("keras.src.optimizers.base_optimizer:BaseOptimizer._update_model_variables_moving_average",
+                "Keras's weight average (use_ema) has no start-up correction and no hook for one: "
+                "`training.AveragedAdam` overrides this per-step update"),
+    PrivateName("keras.src.optimizers.base_optimizer:BaseOptimizer._model_variables_moving_average",
+                "the averages themselves, paired with `_trainable_variables`, have no public "
+                "accessor: `ema_pairs` and that override", on_instances=True),
     PrivateName("keras.callbacks:EarlyStopping.best",
                 "EarlyStopping has no API to resume its state (best, best_epoch, wait): "
                 "`resume_early_stopping`", on_instances=True),

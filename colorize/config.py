@@ -41,7 +41,7 @@ class TrainConfig:
     learning_rate: float = 1e-3  # Adam
     lr_decay: float = 1.0  # learning rate x this after every epoch (1 = constant)
     clip_norm: float = 0.0  # clip each step's gradients to this global norm (0 = off)
-    ema: float = 0.0  # validate, select and keep a moving average of the weights with this momentum per step (e.g. 0.998); 0 = off
+    ema: float = 0.0  # validate, select and keep a moving average of the weights with this momentum per step (e.g. 0.998; start-up bias corrected); 0 = off
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = 10  # epochs without a better monitored score before stopping
     monitor: str = "ssim"  # model selection: "ssim", "psnr", or "colour" (best PSNR among colourful epochs)

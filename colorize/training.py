@@ -71,6 +71,24 @@ class AveragedAdam(keras.optimizers.Adam):
     def finalize_variable_values(self, var_list):
         pass
 
+    def _update_model_variables_moving_average(self, trainable_variables):
+        """The average without its start-up bias. Keras's starts from the first step's
+        weights and keeps momentum**t of them after t steps: at 0.998, two thirds of the
+        average after 200 steps is the barely trained first step, so a short run (a Tune
+        trial's first epochs, a small folder) validates and keeps a near-untrained model.
+        With momentum m (1 - m**(t-1)) / (1 - m**t) at step t the average is the
+        exponentially weighted mean of the steps so far, normalised (as Adam corrects its
+        moments); past a few times 1 / (1 - m) steps it is Keras's average."""
+        if not self.use_ema:
+            return
+        m = self.ema_momentum
+        t = keras.ops.cast(self.iterations + 1, "float32")  # this update's number, from 1
+        momentum = m * (1.0 - keras.ops.power(m, t - 1.0)) / (1.0 - keras.ops.power(m, t))
+        for var, average in zip(trainable_variables, self._model_variables_moving_average, strict=True):
+            if average is not None:
+                k = keras.ops.cast(momentum, var.dtype)
+                average.assign(k * average + (1.0 - k) * var)
+
 
 class EMAWeights(keras.callbacks.Callback):
     """With `TrainConfig.ema`: the weights' moving average is swapped into the model at each

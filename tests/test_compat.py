@@ -39,6 +39,16 @@ def test_keras_multi_worker_trainer_functions_keep_their_signatures():
     assert _parameters(trainer._collective_all_reduce_multi_worker) == ["strategy"]
 
 
+def test_the_weight_average_update_keeps_its_signature():
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    from colorize.training import AveragedAdam
+
+    assert _parameters(BaseOptimizer._update_model_variables_moving_average) == [
+        "self", "trainable_variables"]
+    assert "_update_model_variables_moving_average" in vars(AveragedAdam)  # still overridden
+
+
 def test_the_keras_patch_applies_once_and_leaves_single_worker_fit_alone():
     code = """
 import numpy as np, keras

@@ -193,6 +193,36 @@ class WeightsAtFirstBatch(keras.callbacks.Callback):
             self.weights = [w.numpy() for w in self.model.trainable_weights]
 
 
+def test_the_weight_average_is_the_normalised_mean_of_the_steps_so_far(tiles, tiny_config):
+    """After t steps the average is sum_i m**(t-i) w_i / sum_i m**(t-i) over the raw weights
+    w_i each step left, with no share kept for the first step's weights (Keras's own would
+    keep m**(t-1) of them: a third of the average after 10 steps at m = 0.9)."""
+    import dataclasses
+
+    config = dataclasses.replace(tiny_config, ema=0.9, steps_per_epoch=10, dropout=0.0)
+    trainer, steps = EpochTrainer(config, *tiles), WeightsAfterEachStep()
+    trainer.callbacks.append(steps)
+    trainer.run_epoch()  # the average is swapped into the model at the epoch's end
+    t = len(steps.weights)
+    share = 0.9 ** np.arange(t - 1, -1, -1)
+    share /= share.sum()
+    averaged = [sum(s * w[j] for s, w in zip(share, steps.weights, strict=True))
+                for j in range(len(steps.weights[0]))]
+    keras_share_of_first = 0.9 ** (t - 1)
+    assert t == 10 and share[0] < 0.25 * keras_share_of_first
+    for expected, weight in zip(averaged, trainer.model.trainable_weights, strict=True):
+        np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+class WeightsAfterEachStep(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append([w.numpy() for w in self.model.trainable_weights])
+
+
 def test_gradient_clipping_and_averaging_reach_the_optimizer(tiny_config):
     import dataclasses
 

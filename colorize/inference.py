@@ -3,10 +3,9 @@
 Owns what a Serve replica, `colorize predict`, evaluation and the plots need and nothing
 more: loading the artifact (artifact.py), the working scale (preprocess.py), the forward
 pass, the edge-aware upsampling of the predicted a/b to the photo's own size and composing
-it with the photo's full-resolution L. It imports
-nothing from training, tiling or tf.data (a test checks `sys.modules`), so a replica loads
-only the model. colorizer.py adds the colour strength on top; training scores its
-validation crops with the same `predict_ab`.
+it with the photo's full-resolution L. It imports nothing from training, tiling or tf.data
+(a test checks `sys.modules`), so a replica loads only the model. colorizer.py adds the
+colour strength on top; training scores its validation crops with the same `predict_ab`.
 """
 
 from __future__ import annotations
@@ -118,8 +117,8 @@ def upsample_ab(prepared: dict, ab: np.ndarray, method: str = "guided") -> np.nd
     it fits a/b as a linear function of the working-scale L, smooths and upsamples those
     coefficients, and applies them to the full-resolution L. Colour edges then follow the
     photo's own luminance edges, and where L is flat the window's mean colour is used.
-    Measured on bsds500/test: SSIM +0.006-0.011 and PSNR +0.04-0.09 dB at equal
-    colourfulness, for about a millisecond a photo."""
+    Measured on bsds500/test: SSIM +0.006-0.014 at every colour gain and PSNR +0.03-0.05 dB
+    at equal colourfulness, for about a millisecond a 481x321 photo."""
     h, w = prepared["l"].shape
     if method == "bilinear" or min(ab.shape[:2]) < 2:
         out = cv2.resize(ab, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -137,12 +137,9 @@ def main() -> None:
         train_s = time.time() - start
         calibration = calibrate(model, config, val_tiles)
         artifact = artifacts[name] = Artifact(model, config, {"calibration": calibration})
-        for upsample in upsamplers:
-            result = evaluate_photos(artifact, test_photos, upsample=upsample)
-            result.update(train_seconds=round(train_s), epochs=len(history["loss"]),
-                          config=dataclasses.asdict(config), calibration=calibration, upsample=upsample,
-                          sweep=sweep(artifact, test_photos, strengths, upsample))
-            results[labelled(name, upsample, upsamplers)] = result
+        results.update(score(artifact, test_photos, strengths, upsamplers, name,
+                             train_seconds=round(train_s), epochs=len(history["loss"]),
+                             config=dataclasses.asdict(config), calibration=calibration))
         result = results[name]
         save_artifact(args.out / name / "model", model, config, {"test": result}, calibration=calibration)
         print(f"[{name}] trained {len(history['loss'])} epochs in {train_s:.0f} s; "
@@ -151,12 +148,9 @@ def main() -> None:
     for item in args.models:  # trained elsewhere: scored and swept the same way
         name, _, folder = item.partition("=")
         artifact = artifacts[name] = load_artifact(folder)
-        for upsample in upsamplers:
-            result = evaluate_photos(artifact, test_photos, upsample=upsample)
-            result.update(train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"), epochs="-",
-                          config=artifact.config.to_dict(), calibration=artifact.calibration, upsample=upsample,
-                          sweep=sweep(artifact, test_photos, strengths, upsample))
-            results[labelled(name, upsample, upsamplers)] = result
+        results.update(score(artifact, test_photos, strengths, upsamplers, name,
+                             train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"),
+                             epochs="-", config=artifact.config.to_dict(), calibration=artifact.calibration))
 
     budgets = [float(x) for x in args.budgets.split(",") if x]
     for name, artifact in artifacts.items():  # the calibration a budget gives, scored on test
@@ -200,8 +194,17 @@ def labelled(name: str, upsample: str, upsamplers: list[str]) -> str:
     return name if upsample == upsamplers[0] else f"{name}/{upsample}"
 
 
-def sweep(artifact: Artifact, photos: list, strengths: list[float], upsample: str) -> dict:
-    return {str(k): v for k, v in strength_sweep(artifact, photos, strengths, upsample=upsample).items()}
+def score(artifact: Artifact, photos: list, strengths: list[float], upsamplers: list[str], name: str,
+          **extra) -> dict:
+    """`artifact` evaluated and swept along `strengths` with each upsampler, `extra` added
+    to each result; keyed by row name (see `labelled`)."""
+    rows = {}
+    for upsample in upsamplers:
+        result = evaluate_photos(artifact, photos, upsample=upsample)
+        sweep = strength_sweep(artifact, photos, strengths, upsample=upsample)
+        result.update(extra, upsample=upsample, sweep={str(k): v for k, v in sweep.items()})
+        rows[labelled(name, upsample, upsamplers)] = result
+    return rows
 
 
 def plot_tradeoff(results: dict, grey: dict, truth: dict, path: Path) -> Path:

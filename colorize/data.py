@@ -457,7 +457,8 @@ def eval_arrays(tiles: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, training: bool):
-    """A tf.data pipeline of (L, ab) batches: random crop + flip when training, repeating."""
+    """A tf.data pipeline of (L, target) batches, the target (a/b, L) (`losses.split_target`):
+    random crop + flip when training, repeating."""
     import tensorflow as tf
 
     if training:
@@ -475,8 +476,9 @@ def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, train
         ds = tf.data.Dataset.from_tensor_slices(lab.rgb_to_lab(center_crop(tiles, size)))
 
     def to_pair(image):
+        # The target is (a/b, L): the model predicts a/b; L lets a loss rebuild the photo.
         l_norm = lab.normalize_l(image[..., :1])
-        return l_norm, lab.normalize_ab(image[..., 1:])
+        return l_norm, tf.concat([lab.normalize_ab(image[..., 1:]), l_norm], axis=-1)
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

@@ -1,5 +1,10 @@
-"""Training losses on normalised a/b, selected by name: mse, ssim (1 - SSIM), mse+ssim;
-and for the bins head, cross-entropy against soft-encoded a/b bins (Zhang et al. 2016).
+"""Training losses on normalised a/b, selected by name: mse, ssim (1 - SSIM), mse+ssim, rgb
+(squared error of the photo rebuilt in sRGB, the pixels PSNR and SSIM are scored on); and
+for the bins head, cross-entropy against soft-encoded a/b bins (Zhang et al. 2016).
+
+The target of every loss is the dataset's (a/b, L) stack (`data.make_dataset`): a/b is what
+the model predicts; L is there so that "rgb" can rebuild the photo. A target of a/b alone
+serves every loss but "rgb".
 
 Optional class rebalancing (Zhang et al. 2016, sec. 2.2): each pixel's squared error is
 weighted by the inverse of how common its true colour is in the training set, so rare
@@ -11,12 +16,42 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from colorize import ab_bins
+from colorize import ab_bins, lab
 from colorize.config import TrainConfig
 
 AB_BIN = 0.1  # bin width on normalised a/b (11 Lab units; Zhang et al. use 10)
 AB_EDGE = 1.1  # bins cover [-1.1, 1.1) on each axis
 BINS = int(round(2 * AB_EDGE / AB_BIN))  # 22 per axis
+
+
+def split_target(y_true):
+    """(..., 3) target -> its a/b (..., 2) and L (..., 1); L is None for a bare a/b target."""
+    return y_true[..., :2], (y_true[..., 2:] if y_true.shape[-1] == 3 else None)
+
+
+# OpenCV's Lab <-> sRGB for float images (D65 white), so the loss sees the RGB the metrics see.
+_WHITE_X, _WHITE_Z = 0.950456, 1.088754
+_XYZ_TO_LINEAR_RGB = np.array(
+    [[3.240479, -1.53715, -0.498535], [-0.969256, 1.875991, 0.041556], [0.055648, -0.204043, 1.057311]],
+    np.float32,
+)
+
+
+def srgb_from_lab(l_norm, ab_norm):
+    """Normalised L (..., 1) and a/b (..., 2) tensors -> sRGB in [0, 1] (..., 3), differentiable:
+    the TensorFlow twin of `lab.join_lab`."""
+    l_norm, ab_norm = tf.cast(l_norm, tf.float32), tf.cast(ab_norm, tf.float32)
+    big_l = lab.denormalize_l(l_norm)
+    ab = lab.denormalize_ab(ab_norm)
+    fy = (big_l + 16.0) / 116.0
+    f = tf.concat([fy + ab[..., :1] / 500.0, fy, fy - ab[..., 1:] / 200.0], axis=-1)
+    # the inverse of Lab's cube root, linear below 6/29 (Y from L directly, as OpenCV does)
+    xyz = tf.where(f > 6.0 / 29.0, f**3, (f - 16.0 / 116.0) * 3.0 * (6.0 / 29.0) ** 2)
+    xyz = xyz * tf.constant([_WHITE_X, 1.0, _WHITE_Z])
+    linear = tf.clip_by_value(tf.linalg.matvec(tf.constant(_XYZ_TO_LINEAR_RGB), xyz), 0.0, 1.0)
+    # sRGB gamma; the power's argument is kept off 0, where its gradient is infinite
+    curved = 1.055 * tf.pow(tf.maximum(linear, 0.0031308), 1.0 / 2.4) - 0.055
+    return tf.where(linear > 0.0031308, curved, 12.92 * linear)
 
 
 def ab_bin_index(ab):
@@ -52,19 +87,30 @@ def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
     filter_size = min(11, config.image_size)
 
     def mse(y_true, y_pred):
-        squared = tf.square(y_true - y_pred)
+        ab_true, _ = split_target(y_true)
+        squared = tf.square(ab_true - y_pred)
         if table is not None:
-            squared = squared * tf.gather(table, ab_bin_index(y_true))[..., None]
+            squared = squared * tf.gather(table, ab_bin_index(ab_true))[..., None]
         return tf.reduce_mean(squared, axis=[1, 2, 3])
 
     def dssim(y_true, y_pred):
         # SSIM of the a/b planes, shifted from [-1, 1] to [0, 2] so the dynamic range is 2.
-        return 1.0 - tf.image.ssim(y_true + 1.0, y_pred + 1.0, max_val=2.0, filter_size=filter_size)
+        ab_true, _ = split_target(y_true)
+        return 1.0 - tf.image.ssim(ab_true + 1.0, y_pred + 1.0, max_val=2.0, filter_size=filter_size)
 
     def mse_ssim(y_true, y_pred):
         return mse(y_true, y_pred) + config.ssim_weight * dssim(y_true, y_pred)
 
-    return {"mse": mse, "ssim": dssim, "mse+ssim": mse_ssim}[config.loss]
+    def rgb(y_true, y_pred):
+        # An a/b error costs what it costs in the photo: little where L is near black or
+        # white or the colour leaves the gamut (clipped), most in bright saturated areas.
+        ab_true, l_norm = split_target(y_true)
+        if l_norm is None:
+            raise ValueError('the "rgb" loss needs the (a/b, L) target of data.make_dataset')
+        error = srgb_from_lab(l_norm, y_pred) - srgb_from_lab(l_norm, ab_true)
+        return tf.reduce_mean(tf.square(error), axis=[1, 2, 3])
+
+    return {"mse": mse, "ssim": dssim, "mse+ssim": mse_ssim, "rgb": rgb}[config.loss]
 
 
 def make_bins_loss(weights: np.ndarray | None = None):
@@ -73,7 +119,7 @@ def make_bins_loss(weights: np.ndarray | None = None):
     table = None if weights is None else tf.constant(weights)
 
     def bins_cross_entropy(y_true, logits):
-        target = ab_bins.soft_encode(y_true)
+        target = ab_bins.soft_encode(split_target(y_true)[0])
         per_pixel = -tf.reduce_sum(target * tf.nn.log_softmax(logits, axis=-1), axis=-1)
         if table is not None:
             per_pixel = per_pixel * tf.gather(table, tf.argmax(target, axis=-1))

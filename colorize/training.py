@@ -143,7 +143,8 @@ class ValidationSet:
     def __init__(self, tiles: np.ndarray, config: TrainConfig):
         self.config = config
         self.rgb, self.l_norm, ab = data.eval_arrays(tiles, config.image_size)
-        self.ab = ab.astype(np.float32)  # the loss's target, converted once
+        # the loss's target as the training data gives it, (a/b, L), converted once
+        self.target = np.concatenate([ab, self.l_norm], axis=-1).astype(np.float32)
 
     @functools.cached_property
     def truth_colourfulness(self) -> float:
@@ -158,7 +159,7 @@ class ValidationSet:
         ab = decode_ab(raw, self.config, calibration)
         scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab))))
         if loss is not None and len(raw):
-            scores["loss"] = float(np.mean(np.asarray(loss(self.ab, raw))))
+            scores["loss"] = float(np.mean(np.asarray(loss(self.target, raw))))
         return scores
 
 

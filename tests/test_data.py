@@ -211,8 +211,10 @@ def test_kfold_holds_out_each_photo_exactly_once():
 def test_dataset_yields_cropped_normalised_pairs(tiny_rgb_batch):
     tiles = np.concatenate([tiny_rgb_batch] * 2)
     train = data.make_dataset(tiles, 16, 3, seed=0, training=True)
-    l_norm, ab = next(iter(train))
-    assert l_norm.shape == (3, 16, 16, 1) and ab.shape == (3, 16, 16, 2)
+    l_norm, target = next(iter(train))
+    assert l_norm.shape == (3, 16, 16, 1) and target.shape == (3, 16, 16, 3)
+    ab = target[..., :2]
+    assert np.array_equal(target[..., 2:], l_norm)  # the target carries L for the "rgb" loss
     assert float(np.abs(ab).max()) < 1 and -0.5 <= float(np.min(l_norm)) <= float(np.max(l_norm)) <= 0.5
     evaluation = list(data.make_dataset(tiles, 16, 3, seed=0, training=False))
     assert sum(len(b[0]) for b in evaluation) == len(tiles)  # every tile once, no repeat

@@ -39,6 +39,7 @@ from colorize.training import fit  # noqa: E402
 VARIANTS = {  # name -> configuration overrides; "rebalance:S" sets the strength S
     "mse": {"loss": "mse", "calibrate": False},  # the seed's model, as it was
     "rgb": {"loss": "rgb", "calibrate": False},  # the same, on the rebuilt photo's squared error
+    "psnr": {"loss": "psnr", "calibrate": False},  # ... on each rebuilt crop's PSNR
     "rebalance": {"loss": "mse", "rebalance": 0.5},
     "mse+ssim": {"loss": "mse+ssim"},
     # regression with whole-image context and closer views, selection on PSNR, calibrated gain

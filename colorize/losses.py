@@ -1,5 +1,6 @@
 """Training losses on normalised a/b, selected by name: mse, ssim (1 - SSIM), mse+ssim, rgb
-(squared error of the photo rebuilt in sRGB, the pixels PSNR and SSIM are scored on); and
+(squared error of the photo rebuilt in sRGB, the pixels PSNR and SSIM are scored on), psnr
+(how far each rebuilt crop's PSNR falls short of 40 dB: the mean per-photo PSNR); and
 for the bins head, cross-entropy against soft-encoded a/b bins (Zhang et al. 2016).
 
 The target of every loss is the dataset's (a/b, L) stack (`data.make_dataset`): a/b is what
@@ -22,6 +23,10 @@ from colorize.config import TrainConfig
 AB_BIN = 0.1  # bin width on normalised a/b (11 Lab units; Zhang et al. use 10)
 AB_EDGE = 1.1  # bins cover [-1.1, 1.1) on each axis
 BINS = int(round(2 * AB_EDGE / AB_BIN))  # 22 per axis
+
+
+PSNR_CEILING_DB = 40.0  # the "psnr" loss: 0 for a perfect crop, its PSNR counted up to here
+PSNR_CEILING_MSE = 10.0 ** (-PSNR_CEILING_DB / 10.0)
 
 
 def split_target(y_true):
@@ -110,7 +115,16 @@ def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
         error = srgb_from_lab(l_norm, y_pred) - srgb_from_lab(l_norm, ab_true)
         return tf.reduce_mean(tf.square(error), axis=[1, 2, 3])
 
-    return {"mse": mse, "ssim": dssim, "mse+ssim": mse_ssim, "rgb": rgb}[config.loss]
+    def psnr(y_true, y_pred):
+        # dB each crop's rebuilt photo falls short of PSNR_CEILING_DB: the metric reports the
+        # mean of per-photo PSNRs, so an error weighs by 1/(the crop's MSE), not equally.
+        return 10.0 * _log10((rgb(y_true, y_pred) + PSNR_CEILING_MSE) / PSNR_CEILING_MSE)
+
+    return {"mse": mse, "ssim": dssim, "mse+ssim": mse_ssim, "rgb": rgb, "psnr": psnr}[config.loss]
+
+
+def _log10(x):
+    return tf.math.log(x) / np.log(10.0).astype(np.float32)
 
 
 def make_bins_loss(weights: np.ndarray | None = None):

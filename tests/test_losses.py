@@ -50,6 +50,14 @@ def test_the_rgb_loss_is_the_rebuilt_photos_squared_error(ab_pair):
         loss(truth, noisy)
 
 
+def test_the_psnr_loss_is_each_crops_shortfall_from_40_db(ab_pair):
+    target, noisy = ab_pair
+    rgb = losses.make_loss(TrainConfig(image_size=16, depth=2, loss="rgb"))
+    psnr = losses.make_loss(TrainConfig(image_size=16, depth=2, loss="psnr"))
+    mse = np.asarray(rgb(target, noisy))
+    assert np.asarray(psnr(target, noisy)) == pytest.approx(40 + 10 * np.log10(mse + 1e-4), abs=1e-3)
+
+
 def test_rebalancing_weights_rare_colours_more(ab_pair):
     truth, _ = ab_pair
     common = np.zeros((1, 32, 32, 2), np.float32)

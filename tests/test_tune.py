@@ -53,7 +53,7 @@ def test_space_file_merges_over_the_defaults(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\ndepth: {low: 2, high: 3}\n")
     space = search_space.load_space(path)
-    assert space["batch_size"] == [8, 16, 32, 64] and space["loss"] == ["mse", "ssim", "mse+ssim", "rgb"]
+    assert space["batch_size"] == [8, 16, 32, 64] and space["loss"] == ["mse", "ssim", "mse+ssim", "rgb", "psnr"]
     search_space.validate_space(space, TrainConfig(image_size=32))
     domains = search_space.to_tune(space)
     assert set(domains) == {"batch_size", "loss", "learning_rate", "depth"}

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import machine, require_shared_data  # noqa: E402
+from bench.common import CpuUse, machine, require_shared_data  # noqa: E402
 from bench.scaling import training_folder  # noqa: E402
 from colorize import data, precision  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
@@ -117,8 +117,11 @@ def main(argv=None) -> int:
           f"{len(val_tiles)} validation tiles")
     times: dict[str, list[float]] = {"bare train_on_batch": [], "fit epoch (with validation)": [],
                                      "Tune lockstep epoch (one fold)": []}
+    bare_cores = []
     for round_ in range(args.rounds):
-        times["bare train_on_batch"].append(bare_step(config, train_tiles))
+        with CpuUse() as use:
+            times["bare train_on_batch"].append(bare_step(config, train_tiles))
+        bare_cores.append(use.busy("python").get("python", 0.0))
         times["fit epoch (with validation)"].append(
             fit_epoch(config, train_tiles, val_tiles, work / f"fit{round_}"))
         times["Tune lockstep epoch (one fold)"].append(tune_fold_epoch(config, train_tiles, val_tiles))
@@ -131,11 +134,18 @@ def main(argv=None) -> int:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         try:
             cpus = os.cpu_count() or 1
-            whole, steps = ray_train_epoch(config, prepared, work / "ray", cpus)
+            with CpuUse() as use:
+                whole, steps = ray_train_epoch(config, prepared, work / "ray", cpus)
             seconds[f"Ray Train epoch (1 worker x {cpus} CPUs)"] = whole
             seconds["  its training steps alone"] = steps
         finally:
             ray.shutdown()
+    if not args.skip_ray:
+        # What shares the cores with the worker while it trains: Ray's own processes, the driver.
+        shares = use.busy("RayTrainWorker")
+        print(f"\nCPU while the bare step ran (mean cores): python {statistics.median(bare_cores):.2f}")
+        print("CPU while the Ray Train worker trained (mean cores): "
+              + ", ".join(f"{name} {cores:.2f}" for name, cores in list(shares.items())[:8] if cores >= 0.005))
     base = seconds["bare train_on_batch"]
     print(f"\n{'path':40}{'epoch s':>9}{'images/s':>10}{'/ bare':>8}")
     for name, s in seconds.items():

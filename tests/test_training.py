@@ -83,6 +83,14 @@ def test_rebalanced_training_runs(tiles):
     assert np.isfinite(history["loss"][0])
 
 
+def test_a_short_fit_on_the_rebuilt_photos_error_learns(tiles):
+    config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=4,
+                         patience=10, dropout=0.0, loss="rgb", steps_per_epoch=20)
+    _, history = fit(config, *tiles, verbose=0)
+    assert len(history["val_loss"]) == 4 and min(history["val_loss"][1:]) < history["val_loss"][0]
+    assert history["loss"][-1] < history["loss"][0]
+
+
 def test_short_fit_of_the_bins_head_gains_colour(tiles):
     config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
                          patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr",

@@ -128,6 +128,7 @@ def main(argv=None) -> int:
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()),
               flush=True)
     seconds = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nCPU while the bare step ran (mean cores): python {statistics.median(bare_cores):.2f}")
     if not args.skip_ray:
         import ray
 
@@ -140,10 +141,8 @@ def main(argv=None) -> int:
             seconds["  its training steps alone"] = steps
         finally:
             ray.shutdown()
-    if not args.skip_ray:
         # What shares the cores with the worker while it trains: Ray's own processes, the driver.
         shares = use.busy("RayTrainWorker")
-        print(f"\nCPU while the bare step ran (mean cores): python {statistics.median(bare_cores):.2f}")
         print("CPU while the Ray Train worker trained (mean cores): "
               + ", ".join(f"{name} {cores:.2f}" for name, cores in list(shares.items())[:8] if cores >= 0.005))
     base = seconds["bare train_on_batch"]

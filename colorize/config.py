@@ -83,7 +83,7 @@ class TrainConfig:
             problems.append("patience, steps_per_epoch and max_minutes must not be negative")
         if not 0.0 <= self.rebalance <= 0.95:
             problems.append(f"rebalance must be in [0, 0.95], got {self.rebalance}")
-        elif self.rebalance and self.loss in ("ssim", "rgb", "psnr") and self.head == "regression":
+        elif self.rebalance and self.loss not in ("mse", "mse+ssim") and self.head == "regression":
             problems.append("rebalance weights the MSE term: use loss mse or mse+ssim with it")
         if self.head not in HEADS:
             problems.append(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")

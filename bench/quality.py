@@ -133,7 +133,8 @@ def main() -> None:
     strengths = [float(x) for x in args.strengths.split(",")]
     results, artifacts = {}, {}
     for name, config in configs.items():
-        train_tiles = pool.tiles[all_train & (pool.scale <= config.views)]
+        train_index = np.flatnonzero(all_train & (pool.scale <= config.views))
+        train_tiles = pool.tiles[data.oversample_working_scale(train_index, pool.scale, config.working_share)]
         start = time.time()
         model, history = fit(config, train_tiles, val_tiles, verbose=2)
         train_s = time.time() - start

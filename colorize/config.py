@@ -21,16 +21,19 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
 MONITORS = ("ssim", "psnr", "colour")
 MAX_VIEWS = 4
+MAX_ZOOM = 2.0  # closer than this, a crop is mostly texture the model never sees at inference
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     image_size: int = 64  # training crop side in px; must be a multiple of 2**depth
     views: int = 1  # training views per photo: 1 = the whole photo at the working scale; N adds views cut at 2..N x that scale
+    working_share: float = 0.0  # with views > 1: share of training samples at the working scale (its tiles repeated); 0 = as cut (~20 % at views 2)
     depth: int = 3  # U-Net down-sampling levels
     base_filters: int = 32  # filters of the first level, doubled at each level down
     batch_norm: bool = True  # BatchNorm after every convolution
     dropout: float = 0.1  # dropout at the bottleneck
+    zoom: float = 1.0  # training crops seen up to this much closer (random scale, resized to image_size); 1 = plain crops
     global_context: bool = False  # fuse a whole-image feature vector into the bottleneck (Iizuka et al.)
     head: str = "regression"  # "regression": tanh a/b (the seed's); "bins": a/b classes (Zhang et al.)
     temperature: float = 0.38  # bins head: annealed-mean temperature before calibration
@@ -71,6 +74,10 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.working_share < 1.0:
+            problems.append(f"working_share must be in [0, 1), got {self.working_share}")
+        if not 1.0 <= self.zoom <= MAX_ZOOM:
+            problems.append(f"zoom must be in [1, {MAX_ZOOM:g}], got {self.zoom}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:

@@ -61,15 +61,34 @@ class PhotoSet:
     fingerprint: str = ""  # hash of the photo list and the tile size
     scale: np.ndarray | None = None  # (N,) 1 = working scale, s = cut from the photo at s x
 
-    def tiles_of(self, photo_indices: Sequence[int], all_views: bool = False) -> np.ndarray:
-        """Tiles of these photos: the working scale only, or every view (for training)."""
-        return self.tiles[self.mask_of(photo_indices, all_views)]
+    def tiles_of(self, photo_indices: Sequence[int], all_views: bool = False,
+                 working_share: float = 0.0) -> np.ndarray:
+        """Tiles of these photos: the working scale only, or every view (for training), with
+        the working-scale ones repeated to about `working_share` of them (see
+        `oversample_working_scale`)."""
+        indices = np.flatnonzero(self.mask_of(photo_indices, all_views))
+        if all_views and self.scale is not None:
+            indices = oversample_working_scale(indices, self.scale, working_share)
+        return self.tiles[indices]
 
     def mask_of(self, photo_indices: Sequence[int], all_views: bool = False) -> np.ndarray:
         mask = np.isin(self.owner, np.asarray(photo_indices, dtype=np.int64))
         if not all_views and self.scale is not None:
             mask &= self.scale == 1
         return mask
+
+
+def oversample_working_scale(indices: np.ndarray, scale: np.ndarray, share: float) -> np.ndarray:
+    """Training tile `indices` with those at the working scale (`scale` 1) repeated a whole
+    number of times, so that they make up about `share` of the result (at least as many as
+    they are). Inference sees photos at the working scale, but with `views` > 1 the closer
+    views outnumber them (about 4 to 1 at views 2). 0 keeps the indices as they are."""
+    working = indices[scale[indices] == 1]
+    closer = indices[scale[indices] != 1]
+    if share <= 0 or not len(working) or not len(closer):
+        return indices
+    repeats = max(1, round(share * len(closer) / ((1 - share) * len(working))))
+    return np.concatenate([closer] + [working] * repeats)
 
 
 # --- discovery ----------------------------------------------------------------------------
@@ -456,19 +475,28 @@ def eval_arrays(tiles: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, n
     return rgb, l_norm, ab
 
 
-def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, training: bool):
+def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, training: bool,
+                 zoom: float = 1.0):
     """A tf.data pipeline of (L, target) batches, the target (a/b, L) (`losses.split_target`):
-    random crop + flip when training, repeating."""
+    random crop + flip when training, repeating. With `zoom` > 1 each training crop is a
+    square of random side between size / zoom and the tile's side, resized to `size`: the
+    same photo seen up to `zoom` x closer or a little farther (TrainConfig.zoom)."""
     import tensorflow as tf
 
     if training:
         full_lab = lab.rgb_to_lab(tiles).astype(np.float32)
         ds = tf.data.Dataset.from_tensor_slices(full_lab)
         ds = ds.shuffle(len(full_lab), seed=seed, reshuffle_each_iteration=True).repeat()
+        smallest, largest = max(8, round(size / zoom)), int(tiles.shape[1])
 
         def augment(image, index):
             crop_seed = tf.stack([tf.constant(seed, tf.int64), index])
-            image = tf.image.stateless_random_crop(image, (size, size, 3), seed=crop_seed)
+            if zoom > 1.0:
+                side = tf.random.stateless_uniform((), crop_seed + 2, smallest, largest + 1, tf.int32)
+                image = tf.image.stateless_random_crop(image, tf.stack([side, side, 3]), seed=crop_seed)
+                image = tf.image.resize(image, (size, size), antialias=True)
+            else:
+                image = tf.image.stateless_random_crop(image, (size, size, 3), seed=crop_seed)
             return tf.image.stateless_random_flip_left_right(image, seed=crop_seed + 1)
 
         ds = ds.enumerate().map(lambda i, im: augment(im, i), num_parallel_calls=tf.data.AUTOTUNE)

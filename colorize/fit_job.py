@@ -36,10 +36,12 @@ class PreparedData:
     photoset: data.PhotoSet
     split: data.Split
     test_source: str | list[str] | None = None  # a separate test set: the split has no test part
+    working_share: float = 0.0  # TrainConfig.working_share: the training tiles' mix of scales
 
     def tiles(self, part: str):
         """Training gets every view of its photos; validation and test the working scale."""
-        return self.photoset.tiles_of(getattr(self.split, part), all_views=part == "train")
+        return self.photoset.tiles_of(getattr(self.split, part), all_views=part == "train",
+                                      working_share=self.working_share)
 
     def photos(self, part: str) -> list[data.Photo]:
         if part == "test" and self.test_source is not None:
@@ -68,9 +70,11 @@ def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
     if test_source is None:
         split = data.split_photos(len(photoset.names), config.seed)
-        return PreparedData(data.normalize_source(source), photoset, split)
+        return PreparedData(data.normalize_source(source), photoset, split,
+                            working_share=config.working_share)
     split = data.split_photos(len(photoset.names), config.seed, data.NO_TEST_FRACTIONS)
-    return PreparedData(data.normalize_source(source), photoset, split, data.normalize_source(test_source))
+    return PreparedData(data.normalize_source(source), photoset, split, data.normalize_source(test_source),
+                        config.working_share)
 
 
 def run_fit(

@@ -47,7 +47,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # The dataset is batched at the global batch size; tf.distribute hands each worker
     # batch_size of it per step. Auto-sharding is off: the shard is already this worker's.
     train_ds = data.make_dataset(
-        shard, config.image_size, config.batch_size * world, config.seed + rank, training=True
+        shard, config.image_size, config.batch_size * world, config.seed + rank, training=True,
+        zoom=config.zoom,
     )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -341,7 +341,7 @@ def fit(
         return model, history
 
     train_ds = train_dataset or data.make_dataset(
-        train_tiles, config.image_size, config.batch_size, config.seed, training=True
+        train_tiles, config.image_size, config.batch_size, config.seed, training=True, zoom=config.zoom
     )
     early_stopping = ResumableEarlyStopping(history.get(MONITOR_KEY, []), config.patience)
     all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config)]
@@ -386,7 +386,7 @@ class EpochTrainer:
         self.config, self.validation = config, ValidationSet(val_tiles, config)
         self.model = compile_model(config, train_tiles)
         self.dataset = data.make_dataset(
-            train_tiles, config.image_size, config.batch_size, config.seed, training=True
+            train_tiles, config.image_size, config.batch_size, config.seed, training=True, zoom=config.zoom
         )
         self.steps = data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch)
         self.epoch = 0

@@ -72,6 +72,8 @@ def test_evaluate_and_predict(fitted, tiny_photos, tmp_path):
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--image-size", "30"], "multiple of"),
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--temperature", "0"], "temperature must be in (0, 1]"),
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--head", "bins", "--views", "9"], "views must be 1..4"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--zoom", "3"], "zoom must be in [1, 2]"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--working-share", "1"], "working_share must be in [0, 1)"),
     (["evaluate", "{tmp}", "--data", "sample"], "not a colorize model"),
     (["predict", "{tmp}/nomodel", "{tmp}/x.png", "--out", "{tmp}/p"], "input not found"),
 ])

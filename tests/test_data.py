@@ -220,6 +220,26 @@ def test_dataset_yields_cropped_normalised_pairs(tiny_rgb_batch):
     assert sum(len(b[0]) for b in evaluation) == len(tiles)  # every tile once, no repeat
 
 
+def crop_slopes(tiles, zoom: float, count: int = 48) -> np.ndarray:
+    """The horizontal L step per pixel of `count` training crops (tiles hold an L ramp)."""
+    train = data.make_dataset(tiles, 16, count, seed=0, training=True, zoom=zoom)
+    l_norm = next(iter(train))[0].numpy()[..., 0]
+    centre = l_norm[:, 4:12, 4:12]  # away from any resampling at the borders
+    return np.abs(np.diff(centre, axis=2)).mean(axis=(1, 2))
+
+
+def test_zoom_sees_training_crops_at_random_scales_and_plain_crops_at_one():
+    # A grey ramp along x: a crop's L step per pixel tells the scale it was seen at.
+    ramp = np.tile(np.linspace(40, 215, 24)[None, :, None], (24, 1, 3)).astype(np.uint8)
+    tiles = np.stack([ramp] * 4)
+    plain = crop_slopes(tiles, 1.0)
+    assert np.ptp(plain) < 0.1 * plain.mean()  # every plain crop at the tile's own scale
+    zoomed = crop_slopes(tiles, 2.0)
+    # Crops of side 8..24 resized to 16: steps from 1/2 to 3/2 of the plain one, and varied.
+    assert zoomed.min() < 0.75 * plain.mean() and zoomed.max() > 1.2 * plain.mean()
+    assert 0.45 * plain.mean() < zoomed.min() and zoomed.max() < 1.6 * plain.mean()
+
+
 def test_a_separate_test_folder_leaves_the_split_85_15_and_is_what_test_reads(tmp_path, cache_dir):
     from colorize.config import TrainConfig
     from colorize.fit_job import prepare_data
@@ -233,3 +253,34 @@ def test_a_separate_test_folder_leaves_the_split_85_15_and_is_what_test_reads(tm
     (tmp_path / "empty").mkdir()
     with pytest.raises(ColorizeError, match="empty"):
         prepare_data(train, TrainConfig(image_size=32), cache_dir, test_source=tmp_path / "empty")
+
+
+def test_working_share_repeats_the_working_scale_tiles_and_keeps_every_other_once():
+    scale = np.array([1] * 10 + [2] * 40, np.uint8)
+    indices = np.arange(50)
+    mixed = data.oversample_working_scale(indices, scale, 0.5)
+    assert (scale[mixed] == 1).mean() == 0.5 and len(mixed) == 80
+    assert sorted(mixed[scale[mixed] == 2].tolist()) == list(range(10, 50))  # each closer view once
+    assert np.array_equal(data.oversample_working_scale(indices, scale, 0.0), indices)
+    assert len(data.oversample_working_scale(indices, scale, 0.05)) == 50  # never fewer than they are
+    only_working = np.arange(10)
+    assert np.array_equal(data.oversample_working_scale(only_working, scale, 0.5), only_working)
+
+
+def test_training_tiles_follow_working_share_and_validation_never_changes(tmp_path, cache_dir):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
+    photos = write_photos(tmp_path / "p", 10, size=(96, 128))  # big enough for views at 2x
+    as_cut = prepare_data(photos, TrainConfig(image_size=16, depth=2, views=2), cache_dir)
+    shared = prepare_data(photos, TrainConfig(image_size=16, depth=2, views=2, working_share=0.6),
+                          cache_dir)
+    scale, train = as_cut.photoset.scale, as_cut.photoset.mask_of(as_cut.split.train, all_views=True)
+    natural = (scale[train] == 1).mean()
+    assert natural < 0.3  # the closer views outnumber the working scale
+    # Training tiles: every closer view once, the working scale repeated to about 60 %.
+    working = shared.photoset.tiles_of(shared.split.train)  # working scale only
+    mixed = shared.tiles("train")
+    share = np.mean([any(np.array_equal(t, w) for w in working) for t in mixed])
+    assert 0.5 < share < 0.7 and len(mixed) > len(as_cut.tiles("train"))
+    assert np.array_equal(shared.tiles("val"), as_cut.tiles("val"))

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from colorize.config import TrainConfig
@@ -144,6 +145,23 @@ def test_several_data_folders_are_stored_absolute_and_folded_together(tmp_path, 
     assert json.loads(json.dumps(request.__dict__))["data"] == data  # --resume reads it back
     cv = prepare_cv_data(request, TINY)
     assert len(cv.tiles) == 10  # 12 photos, 2 held back as the test split
+
+
+def test_folds_train_on_the_working_share_and_are_scored_on_the_working_scale(tmp_path, cache_dir):
+    from dataclasses import replace
+
+    from colorize.tune.service import TuneRequest, prepare_cv_data
+
+    photos = write_photos(tmp_path / "big", 12, size=(64, 96))  # gives views at 2x
+    base = replace(TINY, views=2, working_share=0.5)
+    request = TuneRequest(str(photos), "x", folds=2, space=SMALL_BATCHES, config=base.to_dict())
+    cv = prepare_cv_data(request, base)
+    plain = prepare_cv_data(request, replace(base, working_share=0.0))
+    for (train, held), (plain_train, plain_held) in zip(cv.folds, plain.folds, strict=True):
+        assert np.array_equal(held, plain_held)  # scoring never changes
+        assert set(train) == set(plain_train) and len(train) > len(plain_train)
+        working = np.isin(train, np.concatenate([h for _, h in cv.folds]))  # the working-scale tiles
+        assert 0.4 < working.mean() < 0.6  # about half the samples
 
 
 def test_the_same_command_counts_as_the_same_search():

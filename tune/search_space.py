@@ -29,11 +29,12 @@ DEFAULT_SPACE: dict[str, Any] = {
     "loss": list(LOSSES),
 }
 
-# Fields a search may vary; the rest (image size and views, which shape the shared tiles,
-# seed, ...) are fixed by CLI options.
+# Fields a search may vary; the rest (image size, views and working_share, which shape the
+# shared tiles and folds, seed, ...) are fixed by CLI options.
 SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",
     "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context", "ema", "clip_norm",
+    "zoom",
 )
 
 

@@ -269,7 +269,7 @@ def _tune_signals():
 
 def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     """Tiles of the train+validation photos and k folds over them (by photo)."""
-    from colorize.data import describe_source, kfold
+    from colorize.data import describe_source, kfold, oversample_working_scale
     from colorize.fit_job import prepare_data
 
     prepared = prepare_data(request.data, base, request.cache_dir)
@@ -282,9 +282,10 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
         )
     in_pool = photoset.mask_of(pool, all_views=True)
     tiles, owner = photoset.tiles[in_pool], photoset.owner[in_pool]
-    working_scale = photoset.scale[in_pool] == 1 if photoset.scale is not None else True
+    scale = photoset.scale[in_pool] if photoset.scale is not None else np.ones(len(tiles), np.uint8)
     folds = tuple(  # folds train on every view of their photos, are scored at the working scale
-        (np.flatnonzero(np.isin(owner, train)), np.flatnonzero(np.isin(owner, held) & working_scale))
+        (oversample_working_scale(np.flatnonzero(np.isin(owner, train)), scale, base.working_share),
+         np.flatnonzero(np.isin(owner, held) & (scale == 1)))
         for train, held in kfold(pool, request.folds, base.seed)
     )
     _check_batch_sizes(request, base, min(len(train) for train, _ in folds))

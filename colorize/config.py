@@ -150,13 +150,14 @@ CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MO
 @functools.cache
 def field_comments(cls: type) -> dict[str, str]:
     """{field: its trailing comment} of a dataclass's source (`name: type = default  # ...`):
-    the help lines of the flags generated from TrainConfig and serve's Settings."""
+    the help lines of the flags generated from TrainConfig and serve's Settings, with any
+    '%' doubled (argparse formats help text)."""
     pattern = re.compile(r"^\s+(\w+): [^=#]+ = .*?#\s*(.+)$")
     comments = {}
     for line in inspect.getsource(cls).splitlines():
         match = pattern.match(line)
         if match:
-            comments[match.group(1)] = match.group(2).strip()
+            comments[match.group(1)] = match.group(2).strip().replace("%", "%%")
     return comments
 
 

@@ -2,6 +2,7 @@
 package (no import_module), only the command line imports the command line (no cycle), and
 the command starts without TensorFlow or Ray."""
 
+import argparse
 import ast
 import subprocess
 import sys
@@ -57,3 +58,14 @@ def test_training_flags_and_their_config_agree():
     args = parser.parse_args(["train", "--data", "sample", "--ssim-weight", "0.3", "--batch-norm", "no"])
     config = options.config_from_args(args)
     assert config.ssim_weight == 0.3 and config.batch_norm is False
+
+
+def test_every_subcommands_help_prints_its_flags_as_written():
+    """Help lines come from the config classes' comments; a '%' in one (argparse formats
+    help text) must print as written, not as a dump of the action."""
+    parser = colorize.cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "option_strings" not in text, name
+    assert "(~20 % at views 2)" in " ".join(commands["fit"].format_help().split())

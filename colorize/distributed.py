@@ -173,7 +173,7 @@ def train_on_ray(
 
     train_tiles = prepared.tiles("train")
     shards = [ray.put(train_tiles[idx]) for idx in shard_indices(len(train_tiles), workers, config.seed)]
-    progress = EpochLines(config.epochs)
+    progress = EpochLines(config.epochs, config.max_minutes)
     loop_config = {
         "config": worker_config(config, len(train_tiles), workers, lr_scaling).to_dict(),
         "shards": shards,
@@ -226,10 +226,10 @@ class EpochLines:
     the pace of the epochs. Use as a context manager around the trainer's fit().
     """
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, max_minutes: float = 0.0):
         from ray.util.queue import Queue
 
-        self.epochs = epochs
+        self.epochs, self.max_minutes = epochs, max_minutes
         self.queue = Queue(actor_options={"num_cpus": 0})
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="epoch-lines", daemon=True)
@@ -249,7 +249,7 @@ class EpochLines:
     def _run(self) -> None:
         from ray.util.queue import Empty
 
-        from colorize.training import epoch_line
+        from colorize.training import ELAPSED_KEY, epoch_line, time_left
 
         last, durations = time.monotonic(), []
         while True:
@@ -266,7 +266,8 @@ class EpochLines:
             last = now
             epoch = int(metrics["epoch"])
             pace = durations[1:][-5:] or durations  # the first also holds the workers' start-up
-            left = sum(pace) / len(pace) * (self.epochs - epoch)
+            left = time_left(sum(pace) / len(pace), self.epochs - epoch, self.max_minutes,
+                             metrics.get(ELAPSED_KEY, 0.0))
             log.info("%s", epoch_line(epoch, self.epochs, metrics,
                                       metrics.get("images_per_second", 0.0), left))
 

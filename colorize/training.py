@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -227,9 +228,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 class EpochProgress(keras.callbacks.Callback):
     """One log line per epoch (see `epoch_line`): what a user watches during `colorize fit`."""
 
-    def __init__(self, epochs: int, batch_size: int):
+    def __init__(self, epochs: int, batch_size: int, max_minutes: float = 0.0):
         super().__init__()
-        self.epochs, self.batch_size = epochs, batch_size
+        self.epochs, self.batch_size, self.max_minutes = epochs, batch_size, max_minutes
         self.began = self.last_step = 0.0
         self.steps = 0
         self.durations: list[float] = []
@@ -246,8 +247,18 @@ class EpochProgress(keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self.began)  # validation included
         rate = self.steps * self.batch_size / max(self.last_step - self.began, 1e-9)
         pace = self.durations[1:][-5:] or self.durations  # the first epoch also traces the graph
-        left = float(np.mean(pace)) * (self.epochs - epoch - 1)
+        left = time_left(float(np.mean(pace)), self.epochs - epoch - 1, self.max_minutes,
+                         (logs or {}).get(ELAPSED_KEY, 0.0))
         log.info("%s", epoch_line(epoch + 1, self.epochs, logs or {}, rate, left))
+
+
+def time_left(pace: float, epochs_left: int, max_minutes: float = 0.0, elapsed_minutes: float = 0.0) -> float:
+    """Seconds left at `pace` seconds an epoch: the epochs left, or fewer where the time
+    budget ends the run first (after the epoch that reaches it: TimeBudget)."""
+    if max_minutes and pace > 0:
+        budget_epochs = math.ceil(max(0.0, max_minutes - elapsed_minutes) * 60 / pace)
+        epochs_left = min(epochs_left, budget_epochs)
+    return pace * epochs_left
 
 
 def epoch_line(epoch: int, epochs: int, logs: dict, images_per_second: float,

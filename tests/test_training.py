@@ -9,7 +9,7 @@ import pytest
 from colorize import data
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
-from colorize.training import EpochProgress, EpochTrainer, epoch_line, fit
+from colorize.training import EpochProgress, EpochTrainer, epoch_line, fit, time_left
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +128,13 @@ def test_a_line_per_epoch_with_scores_speed_and_time_left(tiles, tiny_config, ca
     assert lines[0].startswith("epoch 1/2: loss ") and lines[0].endswith(" left at most")
     assert all(w in lines[1] for w in ("val SSIM 0.", "PSNR ", " dB, colourfulness ", " img/s, "))
     assert lines[1].endswith("0s left")
+
+
+def test_time_left_counts_the_epochs_the_time_budget_leaves():
+    assert time_left(120.0, 98) == 120.0 * 98  # no budget: every epoch left
+    assert time_left(120.0, 98, max_minutes=55, elapsed_minutes=4.0) == 120.0 * 26  # ceil(51 min / 2)
+    assert time_left(120.0, 3, max_minutes=55, elapsed_minutes=4.0) == 120.0 * 3  # the epochs end first
+    assert time_left(120.0, 98, max_minutes=55, elapsed_minutes=56.0) == 0.0  # the budget is spent
 
 
 def test_epoch_line_reads_the_logs_it_has():

@@ -74,7 +74,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.training import EpochProgress
 
     config = config_from_args(args)
-    progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size)]
+    progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size, config.max_minutes)]
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
         metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress,

@@ -1,15 +1,22 @@
-"""Colour calibration: after training, the one number that best matches the predicted
-chroma to the truth on the validation split, stored in the artifact and applied at inference.
+"""Colour calibration: after training, the numbers that best match the predicted chroma
+to the truth on the validation split, stored in the artifact and applied at inference.
 
-- regression head: the least-squares gain on a/b, g = sum(p t) / sum(p p);
+- regression head: two least-squares gains on a/b, one on each photo's mean a/b (its
+  overall tint, "cast_gain") and one on the a/b's deviation from that mean (the colours
+  that tell sky from grass, "gain"). A model trained on squared error shrinks the two
+  by different amounts (on real photos its colours hardly, its cast by a quarter), and one
+  gain on both, the calibration of artifacts saved before "cast_gain" and still read that
+  way, spends colour on the tint as much as on the colours;
 - bins head: the annealed-mean temperature whose decoded a/b has the least squared error.
 
 With `colour_budget_db` > 0 the calibration moves past that least-squares point towards
-more colour, as far as the validation a/b PSNR allows: a larger gain (or a lower
-temperature) whose squared error is at most 10^(budget/10) x the least. Near the optimum
-the error grows with the square of the step, so a tenth of a dB buys a visible step in
-colour (a model trained on squared error predicts the mean of the plausible colours, greyer
-than any of them).
+more colour, as far as the validation a/b PSNR allows: gains (or a lower temperature)
+whose squared error is at most 10^(budget/10) x the least, the two gains sharing that
+error in whichever of BUDGET_SPLITS ways gives the validation crops the most colourfulness.
+Near the optimum the error grows with the square of the step, so a tenth of a dB buys a
+visible step in colour (a model trained on squared error predicts the mean of the
+plausible colours, greyer than any of them). On bsds500/test two gains give 0.07-0.15 dB
+more than one at colourfulness 25 (bench/README.md).
 
 Users move along the same axis with the colour strength (colorizer.check_strength).
 """
@@ -17,30 +24,68 @@ Users move along the same axis with the colour strength (colorizer.check_strengt
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
-from colorize import ab_bins, data
+from colorize import ab_bins
 from colorize.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 GAIN_RANGE = (0.5, 3.0)  # a calibration outside this says the fit went wrong: clip it
+BUDGET_SPLITS = 9  # ways of sharing a colour budget between the cast and deviation gains
 TEMPERATURES = tuple(np.round(np.arange(0.1, 1.01, 0.05), 2))  # the bins head's search grid
 
 
-def least_squares_gain(pred_ab: np.ndarray, true_ab: np.ndarray, budget_db: float = 0.0) -> float:
-    """The g minimising |g p - t|^2 over every pixel's a and b (1.0 when p is all zero), or
-    with `budget_db` the larger g whose error is 10^(budget/10) x that minimum."""
-    p, t = pred_ab.astype(np.float64).ravel(), true_ab.astype(np.float64).ravel()
-    power = float(p @ p)
-    if power == 0.0:
-        return 1.0
-    gain = (p @ t) / power
-    # |g p - t|^2 = least + power (g - gain)^2: solve for the error the budget allows.
-    least = max(float(t @ t) - gain * float(p @ t), 0.0)
-    gain += np.sqrt(least * (10 ** (budget_db / 10) - 1) / power)
-    return float(np.clip(gain, *GAIN_RANGE))
+def split_cast(ab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a/b (..., H, W, 2) -> each image's mean a/b (..., 1, 1, 2), its cast, and the
+    deviation from it (..., H, W, 2)."""
+    cast = ab.mean(axis=(-3, -2), keepdims=True)
+    return cast, ab - cast
+
+
+def least_squares_gains(pred_ab: np.ndarray, true_ab: np.ndarray, budget_db: float = 0.0,
+                        colourfulness: Callable[[dict], float] | None = None) -> dict:
+    """{"cast_gain": k, "gain": g}: the pair minimising |k m + g d - t|^2 over every
+    pixel's a and b, m each crop's mean predicted a/b and d the deviation from it (a gain
+    is 1.0 where its part is all zero). Each crop's d sums to zero, so m and d are
+    orthogonal and the two gains are fitted apart.
+
+    With `budget_db` the gains grow until the error is 10^(budget/10) x that minimum: the
+    deviation's alone, or with `colourfulness` (gains -> the colourfulness they give) the
+    split of that error between the two that it scores highest (BUDGET_SPLITS tried)."""
+    p, t = pred_ab.astype(np.float64), true_ab.astype(np.float64)
+    cast, deviation = split_cast(p)
+    parts = (np.broadcast_to(cast, p.shape), deviation)
+    powers = [float(np.sum(part * part)) for part in parts]
+    overlaps = [float(np.sum(part * t)) for part in parts]
+    best = [o / w if w else 1.0 for o, w in zip(overlaps, powers, strict=True)]
+    least = max(float(np.sum(t * t)) - sum(b * o for b, o in zip(best, overlaps, strict=True)), 0.0)
+    # |k m + g d - t|^2 = least + Pm (k - k*)^2 + Pd (g - g*)^2: every split on this
+    # ellipse costs exactly the error the budget allows.
+    extra = least * (10 ** (budget_db / 10) - 1)
+    splits = np.linspace(0.0, np.pi / 2, BUDGET_SPLITS) if colourfulness else [0.0]
+    candidates = []
+    for angle in splits:
+        steps = [np.sqrt(extra / w) * f if w else 0.0
+                 for w, f in zip(powers, (np.sin(angle), np.cos(angle)), strict=True)]
+        k, g = (float(np.clip(b + s, *GAIN_RANGE)) for b, s in zip(best, steps, strict=True))
+        candidates.append({"cast_gain": k, "gain": g})
+    if len(candidates) == 1 or extra == 0.0:
+        return candidates[0]
+    return max(candidates, key=colourfulness)
+
+
+def apply_gains(ab: np.ndarray, calibration: dict) -> np.ndarray:
+    """The regression calibration on whole images' a/b (..., H, W, 2). Without "cast_gain"
+    (artifacts saved before it) the one "gain" scales all of a/b."""
+    gain = calibration.get("gain", 1.0)
+    cast_gain = calibration.get("cast_gain", gain)
+    if cast_gain == gain:
+        return ab * gain if gain != 1.0 else ab
+    cast, deviation = split_cast(ab)
+    return (cast * cast_gain + deviation * gain).astype(ab.dtype, copy=False)
 
 
 def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
@@ -53,7 +98,9 @@ def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
 
 
 def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
-    """{"gain": g} for the regression head, {"temperature": T} for bins; {} when disabled."""
+    """{"cast_gain": k, "gain": g} for the regression head, {"temperature": T} for bins;
+    {} when disabled."""
+    from colorize import data, lab, metrics  # training-side: inference imports this module
     from colorize.inference import predict_ab
 
     if not config.calibrate or not len(val_tiles):
@@ -63,6 +110,10 @@ def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     if config.head == "bins":
         result = {"temperature": best_temperature(output, true_ab, budget_db=config.colour_budget_db)}
     else:
-        result = {"gain": least_squares_gain(output, true_ab, config.colour_budget_db)}
+        def colourfulness(gains: dict) -> float:
+            rgb = lab.to_uint8(lab.join_lab(l_norm, apply_gains(output, gains)))
+            return float(np.mean([metrics.colourfulness(image) for image in rgb]))
+
+        result = least_squares_gains(output, true_ab, config.colour_budget_db, colourfulness)
     log.info("colour calibration on %d validation crops: %s", len(val_tiles), result)
     return result

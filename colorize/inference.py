@@ -92,10 +92,10 @@ def predict_full_ab(
     for shape in dict.fromkeys(shapes):  # first-seen order
         members = [i for i, s in enumerate(shapes) if s == shape]
         batch = np.stack([_pad(prepared[i]["small"], *shape) for i in members])[..., None]
-        ab_small = decode_ab(predict_ab(artifact.model, batch), artifact.config, artifact.calibration)
+        output = predict_ab(artifact.model, batch)
         for row, i in enumerate(members):
             small_h, small_w = prepared[i]["small"].shape
-            ab = ab_small[row, :small_h, :small_w]
+            ab = decode_ab(output[row, :small_h, :small_w], artifact.config, artifact.calibration)
             results[i] = (prepared[i], upsample_ab(prepared[i], ab, upsample))
     return results
 

@@ -16,6 +16,7 @@ import numpy as np
 from keras import layers, ops
 
 from colorize import ab_bins, precision
+from colorize.calibration import apply_gains
 from colorize.config import TrainConfig
 
 
@@ -119,16 +120,16 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
 
 
 def decode_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
-    """The model's raw output -> normalised a/b (..., 2): the regression head's a/b, or the
-    bins head's annealed mean; `calibration` (see calibration.py) may set the temperature
-    and a gain on a/b."""
+    """The model's raw output for whole images (..., H, W, channels) -> normalised a/b
+    (..., H, W, 2): the regression head's a/b, or the bins head's annealed mean;
+    `calibration` (see calibration.py) may set the temperature and the gains on a/b. The
+    gains use each image's mean a/b: crop any padding off `output` first."""
     calibration = calibration or {}
     if config.head == "bins":
         ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
     else:
         ab = output
-    gain = calibration.get("gain", 1.0)
-    return ab * gain if gain != 1.0 else ab
+    return apply_gains(ab, calibration)
 
 
 def count_flops(config: TrainConfig, size: int) -> int:

@@ -62,7 +62,7 @@ def test_each_head_with_context_round_trips_with_its_calibration(tmp_path, head)
     config = TrainConfig(image_size=16, depth=2, base_filters=4, head=head, global_context=True,
                          precision="float32")  # compared exactly with the float32 artifact
     model = compile_model(config)
-    calibration = {"temperature": 0.3} if head == "bins" else {"gain": 1.4}
+    calibration = {"temperature": 0.3} if head == "bins" else {"cast_gain": 1.2, "gain": 1.4}
     save_artifact(tmp_path / "m", model, config, calibration=calibration)
     loaded = load_artifact(tmp_path / "m", precision="float32")
     assert loaded.calibration == calibration and loaded.metadata["head"] == head

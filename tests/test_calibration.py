@@ -1,16 +1,36 @@
-"""colorize/calibration.py: the fitted gain and temperature recover known values."""
+"""colorize/calibration.py: the fitted gains and temperature recover known values."""
 
 import numpy as np
 
 from colorize import ab_bins, calibration
 
 
-def test_least_squares_gain_recovers_a_known_gain():
+def test_least_squares_gains_recover_a_known_gain_on_cast_and_deviation():
     rng = np.random.default_rng(0)
-    pred = rng.normal(0, 0.2, (4, 16, 16, 2))
-    truth = 1.6 * pred + rng.normal(0, 0.01, pred.shape)
-    assert abs(calibration.least_squares_gain(pred, truth) - 1.6) < 0.01
-    assert calibration.least_squares_gain(np.zeros_like(pred), truth) == 1.0  # nothing to scale
+    cast = rng.normal(0, 0.1, (6, 1, 1, 2))
+    deviation = rng.normal(0, 0.2, (6, 16, 16, 2))
+    deviation -= deviation.mean(axis=(1, 2), keepdims=True)
+    pred = cast + deviation
+    truth = 1.3 * cast + 1.8 * deviation + rng.normal(0, 0.01, pred.shape)
+    gains = calibration.least_squares_gains(pred, truth)
+    assert abs(gains["cast_gain"] - 1.3) < 0.01 and abs(gains["gain"] - 1.8) < 0.01
+    same = calibration.least_squares_gains(pred, 1.6 * pred)  # one gain on all of a/b
+    assert abs(same["cast_gain"] - 1.6) < 1e-9 and abs(same["gain"] - 1.6) < 1e-9
+    assert calibration.least_squares_gains(np.zeros_like(pred), truth) == {"cast_gain": 1.0, "gain": 1.0}
+
+
+def test_gains_scale_each_images_cast_and_deviation_and_old_calibrations_keep_one_gain():
+    rng = np.random.default_rng(4)
+    ab = rng.normal(0.05, 0.2, (3, 8, 12, 2)).astype(np.float32)
+    out = calibration.apply_gains(ab, {"cast_gain": 1.5, "gain": 2.0})
+    assert out.dtype == ab.dtype
+    cast, deviation = calibration.split_cast(ab)
+    np.testing.assert_allclose(out.mean(axis=(1, 2), keepdims=True), 1.5 * cast, atol=1e-6)
+    np.testing.assert_allclose(calibration.split_cast(out)[1], 2.0 * deviation, atol=1e-6)
+    np.testing.assert_allclose(calibration.apply_gains(ab[0], {"cast_gain": 1.5, "gain": 2.0}), out[0],
+                               atol=1e-6)  # a single (H, W, 2) image is one image, not a batch
+    np.testing.assert_array_equal(calibration.apply_gains(ab, {"gain": 1.4}), ab * 1.4)
+    assert calibration.apply_gains(ab, {}) is ab
 
 
 def test_best_temperature_recovers_a_known_temperature():
@@ -20,17 +40,36 @@ def test_best_temperature_recovers_a_known_temperature():
 
 
 def test_a_colour_budget_buys_colour_at_exactly_that_price():
+    """The budget raises the deviation's gain alone, by exactly the dB asked for."""
     rng = np.random.default_rng(2)
     pred = rng.normal(0, 0.2, (4, 16, 16, 2))
     truth = 1.2 * pred + rng.normal(0, 0.1, pred.shape)
 
-    def psnr(gain):
-        return -10 * np.log10(np.mean((gain * pred - truth) ** 2))
+    def psnr(gains):
+        return -10 * np.log10(np.mean((calibration.apply_gains(pred, gains) - truth) ** 2))
 
-    best = calibration.least_squares_gain(pred, truth)
-    vivid = calibration.least_squares_gain(pred, truth, budget_db=0.2)
-    assert vivid > best
+    best = calibration.least_squares_gains(pred, truth)
+    vivid = calibration.least_squares_gains(pred, truth, budget_db=0.2)
+    assert vivid["gain"] > best["gain"] and vivid["cast_gain"] == best["cast_gain"]
     assert abs(psnr(best) - psnr(vivid) - 0.2) < 1e-6  # the price asked, no more, no less
+
+
+def test_a_colour_budget_goes_where_it_buys_the_most_colour_at_the_same_price():
+    rng = np.random.default_rng(5)
+    pred = rng.normal(0.1, 0.2, (4, 16, 16, 2))
+    truth = 1.2 * pred + rng.normal(0, 0.1, pred.shape)
+
+    def error(gains):
+        return np.mean((calibration.apply_gains(pred, gains) - truth) ** 2)
+
+    best = calibration.least_squares_gains(pred, truth)
+    picks = [calibration.least_squares_gains(pred, truth, 0.2, colourfulness=score) for score in
+             (lambda g: g["cast_gain"], lambda g: g["gain"], lambda g: g["cast_gain"] + g["gain"])]
+    assert picks[0]["cast_gain"] > best["cast_gain"] and abs(picks[0]["gain"] - best["gain"]) < 1e-9
+    assert picks[1]["gain"] > best["gain"] and abs(picks[1]["cast_gain"] - best["cast_gain"]) < 1e-9
+    assert picks[2]["gain"] > best["gain"] and picks[2]["cast_gain"] > best["cast_gain"]
+    for pick in picks:
+        assert abs(error(pick) / error(best) - 10 ** 0.02) < 1e-9
 
 
 def test_a_colour_budget_picks_a_lower_temperature_within_it():

@@ -10,6 +10,7 @@ through the folder so the choice is not cherry-picked; the output is one JPEG un
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import require_shared_data  # noqa: E402
 from colorize import data, metrics  # noqa: E402
-from colorize.artifact import load_artifact  # noqa: E402
+from colorize.artifact import Artifact, load_artifact  # noqa: E402
 from colorize.colorizer import colorize_batch  # noqa: E402
 from colorize.inference import UPSAMPLERS  # noqa: E402
 
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", help="column titles (default: folder names)")
     parser.add_argument("--strengths", nargs="+", type=float,
                         help="colour strength per model (default: 1, each model's own calibration)")
+    parser.add_argument("--calibrations", nargs="+", metavar="JSON",
+                        help="colour calibration per model, e.g. a budget's from bench/quality.py's "
+                        "results.json ('-': the model's own)")
     parser.add_argument("--upsample", nargs="+", choices=UPSAMPLERS,
                         help="how each model's a/b reach full size (default: guided for every model)")
     parser.add_argument("--photos", type=int, default=8)
@@ -56,16 +60,20 @@ def main() -> None:
     labels = args.labels or [m.parent.name for m in args.models]
     strengths = args.strengths or [1.0] * len(args.models)
     upsamplers = args.upsample or ["guided"] * len(args.models)
-    if not len(labels) == len(strengths) == len(upsamplers) == len(args.models):
-        raise SystemExit("give one --labels (and --strengths, --upsample) entry per model")
+    calibrations = [None if c == "-" else json.loads(c) for c in args.calibrations or ["-"] * len(args.models)]
+    if not len(labels) == len(strengths) == len(upsamplers) == len(calibrations) == len(args.models):
+        raise SystemExit("give one --labels (and --strengths, --calibrations, --upsample) entry per model")
 
     photos = data.folder_photos(require_shared_data() / "bsds500" / "test")
     chosen = [photos[i] for i in np.linspace(0, len(photos) - 1, args.photos).round().astype(int)]
     originals = [photo.load() for photo in chosen]
     columns = [[panel(o, "original") for o in originals],
                [panel(metrics.grey_prediction(o), "grey (a = b = 0)") for o in originals]]
-    for model_dir, label, strength, upsample in zip(args.models, labels, strengths, upsamplers, strict=True):
+    for model_dir, label, strength, upsample, calibration in zip(
+            args.models, labels, strengths, upsamplers, calibrations, strict=True):
         artifact = load_artifact(model_dir)
+        if calibration is not None:
+            artifact = Artifact(artifact.model, artifact.config, {**artifact.metadata, "calibration": calibration})
         outputs = colorize_batch(artifact, originals, strength, upsample)  # a pass per photo shape
         columns.append([
             panel(out, f"{label}: {metrics.psnr(o, out):.1f} dB, C {metrics.colourfulness(out):.0f}")

@@ -148,7 +148,10 @@ def test_failed_worker_restarts_from_checkpoint_and_rerun_resumes(
     )
     assert marker.read_text() == "2"  # the worker did fail
     assert metrics["epochs"] == 3  # ... and the run still finished
-    assert metrics["distributed"]["resumed_after_epoch"] == 2  # continued, not started over
+    # Continued, not started over. Epoch 2's checkpoint counts once every worker has reported
+    # it, and the failing worker can die before the other's report lands (seen under load),
+    # so the run resumes after epoch 2 or, at worst, epoch 1.
+    assert metrics["distributed"]["resumed_after_epoch"] in (1, 2)
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == 3
 

@@ -1,7 +1,7 @@
 """Training and inference throughput of the U-Net on this machine, against its matmul peak.
 
     python bench/throughput.py            # 64 and 128 px, float32 and mixed_bfloat16
-    python bench/throughput.py --config configs/photos.json   # the real-photo recipe's model
+    python bench/throughput.py --config photos   # the real-photo recipe's model
     python bench/throughput.py --quick    # a smoke run
 
 Prints images/s for a training step and for inference, FLOPs per image counted from the
@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench.common import machine  # noqa: E402
 from colorize import model as model_module  # noqa: E402
-from colorize import precision  # noqa: E402
+from colorize import precision, presets  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
 from colorize.model import count_flops  # noqa: E402
 from colorize.training import compile_model  # noqa: E402
@@ -85,8 +85,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="one small size, few repeats")
-    parser.add_argument("--config", type=Path,
-                        help="the model of this TrainConfig file (default: TrainConfig's defaults)")
+    parser.add_argument("--config", default="seed",
+                        help="the model of this preset (seed, photos) or TrainConfig file (default seed)")
     parser.add_argument("--keras-bn", action="store_true",
                         help="also time Keras's own BatchNormalization: the fused layer's baseline")
     args = parser.parse_args()
@@ -98,7 +98,7 @@ def main() -> None:
           f"{'yes' if precision.cpu_has_bf16() else 'no'})")
     peak = matmul_peak(1.0 if args.quick else 5.0)
     print(f"float32 matmul peak (2048^3): {peak:.1f} GFLOP/s")
-    base = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    base = presets.load(args.config)
     print(f"model: depth {base.depth}, {base.base_filters} base filters, global context "
           f"{'on' if base.global_context else 'off'}, batch {args.batch}")
     bf16 = precision.cpu_has_bf16()

@@ -26,7 +26,7 @@ class ConfigSource:
     """A configuration and where it came from (shown at the top of the report)."""
 
     config: TrainConfig
-    kind: str  # "tuning", "file" or "defaults"
+    kind: str  # "tuning", "preset", "file" or "defaults"
     path: str = ""  # experiment folder or config file
     best: dict[str, Any] = field(default_factory=dict)  # best_config.json without "config"
     leaderboard: list[dict[str, str]] = field(default_factory=list)  # top rows of trials.csv

@@ -41,3 +41,9 @@ def test_report_without_tuning_or_figures(run_folder, tiny_config):
     page = write_report(run_folder, from_file_or_defaults(None, {"epochs": 2})).read_text()
     assert "defaults with command-line overrides" in page
     assert "(results.png missing)" in page
+
+
+@pytest.mark.slow
+def test_report_names_the_preset(run_folder, tiny_config):
+    page = write_report(run_folder, ConfigSource(tiny_config, "preset", "photos")).read_text()
+    assert "the preset <code>photos</code>" in page

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from colorize import signals
-from colorize.cli.options import add_config_options, add_data_option, config_from_args
+from colorize.cli.options import add_config_options, add_data_option, config_source
 from colorize.console import quality_table
 from colorize.errors import ColorizeError
 from colorize.precision import INFERENCE_PRECISIONS
@@ -24,7 +24,7 @@ def register(sub) -> None:
                     help="score on these photos (a benchmark's test folder; repeatable) and "
                          "split --data 85/15 into training and validation only")
     fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
-    add_config_options(fit_p)
+    add_config_options(fit_p, auto=True)
     fit_p.set_defaults(func=_cmd_fit)
 
     ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
@@ -68,12 +68,12 @@ def _add_precision_option(parser) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from colorize.experiment import ConfigSource
     from colorize.fit_job import run_fit
     from colorize.report import write_report
     from colorize.training import EpochProgress
 
-    config = config_from_args(args)
+    source = config_source(args, args.data)
+    config = source.config
     progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size, config.max_minutes)]
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
@@ -81,7 +81,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                           test_source=args.test_data)
     test = metrics["test"]
     print(quality_table(test))
-    source = ConfigSource(config, "file" if args.config else "defaults", str(args.config or ""))
     print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")
     return 0
 

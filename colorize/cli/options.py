@@ -5,7 +5,6 @@ subcommand."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 DATA_HELP = ("folder of colour photos, or 'sample'; repeat --data (or give a comma-separated "
              "list) to train on several folders together")
@@ -31,15 +30,27 @@ def add_data_option(parser, default: str | None = "sample", required: bool = Fal
                         metavar="DIR", help=help)
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (--image-size, --loss, ...), typed and explained from the
-    dataclass itself, overriding the defaults (or --config FILE)."""
+def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
+    """--config (a preset's name or a JSON file) and one flag per TrainConfig field
+    (--image-size, --loss, ...), typed and explained from the dataclass itself, overriding it.
+    With `auto` (the commands that train one model), --config defaults to choosing the preset
+    by the number of photos (colorize.presets)."""
     import dataclasses
 
+    from colorize import presets
     from colorize.config import CHOICES, TrainConfig
 
     group = parser.add_argument_group("model and training (override --config)")
-    group.add_argument("--config", type=Path, help="JSON file of configuration values")
+    names = ", ".join(presets.PRESETS)
+    if auto:
+        group.add_argument(
+            "--config", default=presets.AUTO, metavar="PRESET|FILE",
+            help=f"a preset ({names}) or a JSON file of configuration values (default "
+                 f"{presets.AUTO}: 'photos' for {presets.PHOTOS_AT_LEAST} photos or more, else "
+                 "'seed', the seed's small model)")
+    else:
+        group.add_argument("--config", metavar="PRESET|FILE", help=f"a preset ({names}) or a "
+                           "JSON file of configuration values (default: seed)")
     helps = TrainConfig.field_help()
     for field in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
@@ -75,9 +86,27 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 def config_from_args(args: argparse.Namespace, base=None):
     """The TrainConfig the options describe: the flags given, over `base` (an experiment's
-    best configuration), else over --config FILE, else over the defaults."""
+    best configuration), else over --config (a preset or a file), else over the defaults."""
+    from colorize import presets
     from colorize.config import TrainConfig
 
-    if base is None and getattr(args, "config", None):
-        base = TrainConfig.from_file(args.config)
+    if base is None and getattr(args, "config", None) not in (None, presets.AUTO):
+        base = presets.load(args.config)
     return TrainConfig.from_dict(config_overrides(args), base)
+
+
+def config_source(args: argparse.Namespace, data, say=print):
+    """The ConfigSource of a command that trains one model (fit, train): --config as given,
+    or, left at auto, the preset for the number of photos in `data` (said in one line)."""
+    from colorize import presets
+    from colorize.experiment import ConfigSource
+
+    spec = args.config
+    if spec == presets.AUTO:
+        from colorize.data import photos_from
+
+        count = len(photos_from(data))
+        spec = presets.choose(count)
+        say(presets.why(spec, count))
+    config = config_from_args(args, base=presets.load(spec))
+    return ConfigSource(config, "preset" if spec in presets.PRESETS else "file", str(spec))

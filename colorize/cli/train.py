@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from colorize.cli.options import DATA_HELP, add_config_options, add_data_option, config_from_args
+from colorize.cli.options import (
+    DATA_HELP,
+    add_config_options,
+    add_data_option,
+    config_from_args,
+    config_source,
+)
 from colorize.console import quality_table
 from colorize.errors import ColorizeError
 
@@ -40,7 +46,7 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="train", help="Ray Train run name (default train)")
     parser.add_argument("--storage", type=Path, help="Ray Train storage path (default OUT/ray)")
     parser.add_argument("--cache", type=Path, help="decoded-data cache folder")
-    add_config_options(parser)
+    add_config_options(parser, auto=True)
     parser.set_defaults(func=_cmd_train)
 
 
@@ -63,18 +69,19 @@ def resolve_source(args: argparse.Namespace):
     """(ConfigSource, data source) from --from / --config and the override flags."""
     import dataclasses
 
-    from colorize.experiment import ConfigSource, load_experiment
+    from colorize import presets
+    from colorize.experiment import load_experiment
 
     if args.experiment is not None:
-        if args.config is not None:
-            raise ColorizeError("give either --from EXPERIMENT_DIR or --config FILE, not both")
+        if args.config != presets.AUTO:
+            raise ColorizeError("give either --from EXPERIMENT_DIR or --config, not both")
         source = load_experiment(args.experiment)
         source = dataclasses.replace(source, config=config_from_args(args, base=source.config))
         data = args.data or source.best.get("data")
     else:
-        source = ConfigSource(config_from_args(args), "file" if args.config else "defaults",
-                              str(args.config or ""))
         data = args.data
     if not data:
         raise ColorizeError("--data is required (a folder of colour photos, or 'sample')")
+    if args.experiment is None:
+        source = config_source(args, data)
     return source, data

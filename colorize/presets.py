@@ -1,0 +1,70 @@
+"""Named training configurations, and the rule that picks one from the data.
+
+`--config` takes a preset's name or a JSON file. Without it, `colorize fit` and `colorize train`
+choose by the number of photos they are given (`auto`): a real folder of photos gets the
+recipe measured on real photos, a handful (the built-in sample, a test's tiny folder) gets the
+seed's small model, which stops early in minutes where the recipe would spend its whole
+budget memorising six photos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from colorize.config import TrainConfig
+
+# The seed's model: TrainConfig's own defaults (a 3-level U-Net, MSE, early stopping on SSIM).
+SEED: dict[str, Any] = {}
+
+# The real-photo recipe (bench/README.md, "Colour"): a larger U-Net with whole-image context,
+# closer training views at random scales, the rebuilt photo's error, a decaying learning rate,
+# a moving average of the weights, and a 55-minute budget that ends the run. It selects on
+# PSNR: on its curves validation SSIM peaks within the first epochs (epoch 3 of 25 in one run,
+# 0.22 dB below the best PSNR epoch), so the seed's rule would keep an early, greyer model.
+PHOTOS: dict[str, Any] = {
+    "loss": "rgb",
+    "depth": 4,
+    "base_filters": 48,
+    "views": 2,
+    "zoom": 1.25,
+    "global_context": True,
+    "lr_decay": 0.9,
+    "ema": 0.998,
+    "steps_per_epoch": 200,
+    "patience": 100,
+    "monitor": "psnr",
+    "max_minutes": 55,
+    "precision": "auto",
+    "colour_budget_db": 0.25,
+}
+
+PRESETS = {"seed": SEED, "photos": PHOTOS}
+AUTO = "auto"
+# The recipe was measured on 1,222 photos (bench/README.md); below this many, the seed's model.
+PHOTOS_AT_LEAST = 200
+
+
+def choose(photo_count: int) -> str:
+    """The preset `auto` means for this many photos (training and validation together)."""
+    return "photos" if photo_count >= PHOTOS_AT_LEAST else "seed"
+
+
+def why(name: str, photo_count: int) -> str:
+    """One line on what `auto` chose, and how to choose otherwise."""
+    if name == "photos":
+        return (f"configuration: the 'photos' recipe for {photo_count:,} photos (at least "
+                f"{PHOTOS_AT_LEAST}; a {PHOTOS['max_minutes']}-minute budget ends the run); "
+                "--config seed for the seed's small model")
+    return (f"configuration: the seed's small model for {photo_count:,} photo(s) (the 'photos' "
+            f"recipe needs at least {PHOTOS_AT_LEAST}); --config photos to use it anyway")
+
+
+def load(spec: str | Path) -> TrainConfig:
+    """A preset by name, or a JSON file (a file is read only when no preset has the name)."""
+    name = str(spec)
+    if name in PRESETS:
+        return TrainConfig.from_dict(PRESETS[name])
+    if name == AUTO:
+        raise ValueError("'auto' depends on the data: resolve it with choose() first")
+    return TrainConfig.from_file(spec)

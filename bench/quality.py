@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--budgets", default="", metavar="DB,...",
                         help="also score each model calibrated with these colour budgets (dB of "
                              "validation a/b PSNR given up for colour: --colour-budget-db)")
+    parser.add_argument("--colour-targets", default="", metavar="SHARE,...",
+                        help="also score each model calibrated to these shares of the validation "
+                             "truth's colourfulness (--colour-target)")
     parser.add_argument("--upsample", default="guided", metavar="METHOD,...",
                         help=f"how predicted a/b reach full size, one or more of {', '.join(UPSAMPLERS)}: "
                              "each model is scored with each, side by side (the first keeps its name)")
@@ -155,15 +158,18 @@ def main() -> None:
                              train_seconds=artifact.metadata.get("metrics", {}).get("train_seconds", "-"),
                              epochs="-", config=artifact.config.to_dict(), calibration=artifact.calibration))
 
-    budgets = [float(x) for x in args.budgets.split(",") if x]
-    for name, artifact in artifacts.items():  # the calibration a budget gives, scored on test
-        for budget in budgets:
-            config = dataclasses.replace(artifact.config, colour_budget_db=budget, calibrate=True)
+    recalibrations = {f"@{b:g}dB": {"colour_budget_db": b, "colour_target": 0.0}
+                      for b in (float(x) for x in args.budgets.split(",") if x)}
+    recalibrations |= {f"@{t:g}col": {"colour_target": t, "colour_budget_db": 0.0}
+                       for t in (float(x) for x in args.colour_targets.split(",") if x)}
+    for name, artifact in artifacts.items():  # each budget's or target's calibration, on test
+        for suffix, fields in recalibrations.items():
+            config = dataclasses.replace(artifact.config, **fields, calibrate=True)
             calibration = calibrate(artifact.model, config, val_tiles)
             calibrated = Artifact(artifact.model, artifact.config, {"calibration": calibration})
             for upsample in upsamplers:
                 scored = evaluate_photos(calibrated, test_photos, upsample=upsample)
-                results[labelled(f"{name}@{budget:g}dB", upsample, upsamplers)] = {
+                results[labelled(f"{name}{suffix}", upsample, upsamplers)] = {
                     **scored, "train_seconds": "-", "calibration": calibration, "upsample": upsample,
                     "sweep": {"1.0": scored["model"]}}
 

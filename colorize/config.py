@@ -51,6 +51,7 @@ class TrainConfig:
     colour_floor: float = 0.5  # "colour": validation colourfulness needed, as a share of the truth's
     calibrate: bool = True  # fit the colour gain (regression) or temperature (bins) on validation
     colour_budget_db: float = 0.0  # calibration: validation a/b PSNR (dB) it may give up for more colour
+    colour_target: float = 0.0  # calibration: reach this share of the validation truth's colourfulness (e.g. 0.6) for the least PSNR; 0 = off
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     max_minutes: float = 0.0  # wall-clock budget: stop after the epoch that reaches it (0 = none)
     seed: int = 0  # weights, shuffling, augmentation and splits
@@ -100,6 +101,11 @@ class TrainConfig:
             problems.append(f"temperature must be in (0, 1], got {self.temperature}")
         if not 0.0 <= self.colour_budget_db <= 3.0:
             problems.append(f"colour_budget_db must be in [0, 3], got {self.colour_budget_db}")
+        if not 0.0 <= self.colour_target <= 1.0:
+            problems.append(f"colour_target must be in [0, 1], got {self.colour_target}")
+        elif self.colour_target and self.colour_budget_db:
+            problems.append("give colour_target or colour_budget_db, not both (each sets how far "
+                            "calibration goes past the least-squares point)")
         if not 0.0 <= self.colour_floor <= 1.5:
             problems.append(f"colour_floor must be in [0, 1.5], got {self.colour_floor}")
         if not 1 <= self.views <= MAX_VIEWS:

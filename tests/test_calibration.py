@@ -82,3 +82,38 @@ def test_a_colour_budget_picks_a_lower_temperature_within_it():
     error = np.mean((ab_bins.annealed_mean(logits, vivid) - truth) ** 2)
     least = np.mean((ab_bins.annealed_mean(logits, 0.5) - truth) ** 2)
     assert error <= least * 10 ** 0.1 + 1e-12
+
+
+def test_a_colour_target_spends_the_least_budget_that_reaches_it():
+    rng = np.random.default_rng(6)
+    pred = rng.normal(0.1, 0.2, (4, 16, 16, 2))
+    truth = 1.2 * pred + rng.normal(0, 0.1, pred.shape)
+
+    def colour(gains):  # a stand-in for colourfulness: the mean chroma the gains give
+        return float(np.mean(np.abs(calibration.apply_gains(pred, gains))))
+
+    def error(gains):
+        return np.mean((calibration.apply_gains(pred, gains) - truth) ** 2)
+
+    best = calibration.least_squares_gains(pred, truth)
+    target = 1.2 * colour(best)
+    gains = calibration.gains_for_target(pred, truth, target, colour)
+    assert target <= colour(gains) < target * 1.002  # reached, with hardly a step to spare
+    price = 10 * np.log10(error(gains) / error(best))
+    assert colour(calibration.least_squares_gains(pred, truth, price * 0.99, colour)) < target
+    assert calibration.gains_for_target(pred, truth, 0.5 * colour(best), colour) == best
+    out_of_reach = calibration.gains_for_target(pred, truth, 100.0, colour)
+    assert out_of_reach == calibration.least_squares_gains(pred, truth, calibration.MAX_BUDGET_DB, colour)
+
+
+def test_a_colour_target_picks_the_best_temperature_that_reaches_it():
+    logits = np.random.default_rng(1).normal(0, 3, (4, 8, 8, ab_bins.bin_count())).astype(np.float32)
+    truth = ab_bins.annealed_mean(logits, 0.5)
+
+    def colour(ab):
+        return float(np.mean(np.abs(ab)))
+
+    target = colour(ab_bins.annealed_mean(logits, 0.3))
+    assert calibration.best_temperature(logits, truth, target=target, colourfulness=colour) == 0.3
+    hottest = calibration.best_temperature(logits, truth, target=1e9, colourfulness=colour)
+    assert hottest == min(calibration.TEMPERATURES)  # out of reach: the most colourful

@@ -38,6 +38,8 @@ def test_flops_scale_with_pixels():
     ({"batch_size": "many"}, "must be int"),
     ({"lr_decay": 0.0}, "lr_decay"),
     ({"colour_budget_db": -1}, "colour_budget_db"),
+    ({"colour_target": 1.5}, "colour_target"),
+    ({"colour_target": 0.6, "colour_budget_db": 0.2}, "not both"),
     ({"precision": "bf16"}, "precision"),
 ])
 def test_bad_configuration_is_a_clear_error(values, words):

@@ -60,3 +60,11 @@ def test_an_explicit_config_wins_and_says_nothing(tmp_path):
     (tmp_path / "mine.json").write_text('{"loss": "ssim"}')
     source, _ = _resolve(["fit", "--out", "o", "--config", str(tmp_path / "mine.json")], "sample")
     assert (source.kind, source.config.loss) == ("file", "ssim")
+
+
+def test_help_shows_both_defaults_where_the_presets_differ():
+    parser = colorize.cli.build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    help_text = " ".join(commands["fit"].format_help().split())
+    assert "(default: 3; photos preset: 4)" in help_text  # --depth
+    assert "(default: 64)" in help_text  # --image-size: the same in both

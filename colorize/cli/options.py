@@ -52,6 +52,7 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
         group.add_argument("--config", metavar="PRESET|FILE", help=f"a preset ({names}) or a "
                            "JSON file of configuration values (default: seed)")
     helps = TrainConfig.field_help()
+    photos = {k: v for k, v in presets.PHOTOS.items() if getattr(TrainConfig, k) != v}
     for field in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
         # Choices are listed, not enforced here: TrainConfig refuses a bad value in one line.
@@ -59,7 +60,8 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
         group.add_argument(
             "--" + field.name.replace("_", "-"), dest=field.name, type=kind, default=None,
             metavar="|".join(choices) if choices else ("yes|no" if kind is _yes_no else None),
-            help=f"{helps.get(field.name, '')} (default: {field.default})",
+            help=f"{helps.get(field.name, '')} (default: {field.default}"
+                 + (f"; photos preset: {photos[field.name]})" if field.name in photos else ")"),
         )
 
 

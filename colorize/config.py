@@ -101,8 +101,8 @@ class TrainConfig:
             problems.append(f"temperature must be in (0, 1], got {self.temperature}")
         if not 0.0 <= self.colour_budget_db <= 3.0:
             problems.append(f"colour_budget_db must be in [0, 3], got {self.colour_budget_db}")
-        if not 0.0 <= self.colour_target <= 1.0:
-            problems.append(f"colour_target must be in [0, 1], got {self.colour_target}")
+        if not 0.0 <= self.colour_target <= 1.5:  # as colour_floor: a share of the truth's
+            problems.append(f"colour_target must be in [0, 1.5], got {self.colour_target}")
         elif self.colour_target and self.colour_budget_db:
             problems.append("give colour_target or colour_budget_db, not both (each sets how far "
                             "calibration goes past the least-squares point)")

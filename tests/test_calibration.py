@@ -1,5 +1,7 @@
 """colorize/calibration.py: the fitted gains and temperature recover known values."""
 
+import dataclasses
+
 import numpy as np
 
 from colorize import ab_bins, calibration
@@ -117,3 +119,32 @@ def test_a_colour_target_picks_the_best_temperature_that_reaches_it():
     assert calibration.best_temperature(logits, truth, target=target, colourfulness=colour) == 0.3
     hottest = calibration.best_temperature(logits, truth, target=1e9, colourfulness=colour)
     assert hottest == min(calibration.TEMPERATURES)  # out of reach: the most colourful
+
+
+def test_a_model_calibrated_to_a_colour_target_reaches_it(tiny_photos, tiny_config):
+    """Through calibrate(): a real Keras model whose colours are half the truth's (the tiny
+    photos' colour is a function of their brightness, so a per-pixel linear map of L
+    predicts it), and a target between its least-squares colour and the most it can give."""
+    import keras
+
+    from colorize import data, lab, metrics
+
+    tiles = data.load_photoset(tiny_photos, tiny_config.image_size).tiles
+    rgb, l_norm, true_ab = data.eval_arrays(tiles, tiny_config.image_size)
+    design = np.c_[l_norm.reshape(-1, 1), np.ones(l_norm.size)]
+    coef = np.linalg.lstsq(design, true_ab.reshape(-1, 2), rcond=None)[0]
+    inputs = keras.Input((None, None, 1))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.layers[-1].set_weights([0.5 * coef[:1], 0.5 * coef[1]])
+
+    def colourfulness(gains):
+        output = model.predict(l_norm, verbose=0)
+        coloured = lab.to_uint8(lab.join_lab(l_norm, calibration.apply_gains(output, gains)))
+        return np.mean([metrics.colourfulness(image) for image in coloured])
+
+    truth = np.mean([metrics.colourfulness(image) for image in rgb])
+    least = calibration.calibrate(model, tiny_config, tiles)
+    assert 1.5 < least["gain"] < 2.5  # it sees the halved colours
+    share = 1.1 * colourfulness(least) / truth  # within the 3 dB a target may spend
+    gains = calibration.calibrate(model, dataclasses.replace(tiny_config, colour_target=share), tiles)
+    assert share * truth <= colourfulness(gains) < 1.02 * share * truth

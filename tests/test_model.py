@@ -38,7 +38,7 @@ def test_flops_scale_with_pixels():
     ({"batch_size": "many"}, "must be int"),
     ({"lr_decay": 0.0}, "lr_decay"),
     ({"colour_budget_db": -1}, "colour_budget_db"),
-    ({"colour_target": 1.5}, "colour_target"),
+    ({"colour_target": 1.6}, "colour_target"),
     ({"colour_target": 0.6, "colour_budget_db": 0.2}, "not both"),
     ({"precision": "bf16"}, "precision"),
 ])

@@ -153,12 +153,11 @@ def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     output = predict_ab(model, l_norm)
 
     def colourfulness_of(ab: np.ndarray) -> float:
-        rgb = lab.to_uint8(lab.join_lab(l_norm, ab))
-        return float(np.mean([metrics.colourfulness(image) for image in rgb]))
+        return metrics.mean_colourfulness(lab.to_uint8(lab.join_lab(l_norm, ab)))
 
     target = 0.0
     if config.colour_target:
-        target = config.colour_target * float(np.mean([metrics.colourfulness(i) for i in true_rgb]))
+        target = config.colour_target * metrics.mean_colourfulness(true_rgb)
     if config.head == "bins":
         result = {"temperature": best_temperature(output, true_ab, budget_db=config.colour_budget_db,
                                                   target=target, colourfulness=colourfulness_of)}

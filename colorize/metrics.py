@@ -49,6 +49,12 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
+def mean_colourfulness(images: Iterable[np.ndarray]) -> float:
+    """Mean colourfulness of uint8 RGB images (an array of them or a list); 0 for none."""
+    values = [colourfulness(image) for image in images]
+    return float(np.mean(values)) if values else 0.0
+
+
 def score(truths: Iterable[np.ndarray], preds: Iterable[np.ndarray]) -> dict[str, float]:
     """Mean PSNR, SSIM and colourfulness of predictions against their truths (uint8 RGB)."""
     rows = [(psnr(t, p), ssim(t, p), colourfulness(p)) for t, p in zip(truths, preds, strict=True)]
@@ -73,6 +79,6 @@ def compare_with_grey(truths: list[np.ndarray], preds: list[np.ndarray]) -> dict
     return {
         "model": score(truths, preds),
         "grey": grey_score(truths),
-        "truth": {"colourfulness": float(np.mean([colourfulness(t) for t in truths]))},
+        "truth": {"colourfulness": mean_colourfulness(truths)},
         "images": len(truths),
     }

@@ -32,6 +32,14 @@ def test_colourfulness_is_zero_for_grey_and_grows_with_saturation():
     assert 0 < metrics.colourfulness(pale.astype(np.uint8)) < metrics.colourfulness(vivid.astype(np.uint8))
 
 
+def test_mean_colourfulness_of_a_batch_a_list_and_nothing():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    expected = np.mean([metrics.colourfulness(image) for image in images])
+    assert metrics.mean_colourfulness(images) == pytest.approx(expected)
+    assert metrics.mean_colourfulness(list(images)) == pytest.approx(expected)
+    assert metrics.mean_colourfulness([]) == 0.0
+
 def test_grey_baseline_beside_the_model(tiny_rgb_batch):
     truths = list(tiny_rgb_batch)
     result = metrics.compare_with_grey(truths, truths)  # a perfect "model"

@@ -50,9 +50,10 @@ def colourfulness(rgb: np.ndarray) -> float:
 
 
 def mean_colourfulness(images: Iterable[np.ndarray]) -> float:
-    """Mean colourfulness of uint8 RGB images (an array of them or a list); 0 for none."""
+    """Mean colourfulness of uint8 RGB images (an array of them or a list); NaN for none,
+    as `score` gives."""
     values = [colourfulness(image) for image in images]
-    return float(np.mean(values)) if values else 0.0
+    return float(np.mean(values)) if values else float("nan")
 
 
 def score(truths: Iterable[np.ndarray], preds: Iterable[np.ndarray]) -> dict[str, float]:

@@ -151,7 +151,7 @@ class ValidationSet:
     def truth_colourfulness(self) -> float:
         """Mean colourfulness of the crops themselves: what the "colour" monitor's floor is
         a share of (computed when first asked: `score_tiles` never asks)."""
-        return metrics.mean_colourfulness(self.rgb)
+        return metrics.mean_colourfulness(self.rgb) if len(self.rgb) else 0.0
 
     def score(self, model: keras.Model, calibration: dict | None = None, loss=None) -> dict[str, float]:
         """psnr, ssim and colourfulness of the reconstructed RGB; with `loss` (the model's

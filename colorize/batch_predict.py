@@ -197,8 +197,9 @@ def _write(source: Path, target: Path, result: np.ndarray | str, fmt: str) -> Ou
         partial.write_bytes(encode_image(rgb, alpha, fmt))
         os.replace(partial, target)  # atomic: the target is whole or absent
     except (ColorizeError, OSError) as exc:
-        partial.unlink(missing_ok=True)
         return Outcome(source, target, "failed", _reason(exc))
+    finally:  # a failure, or a stop (Ctrl-C) between the write and the replace, leaves none
+        partial.unlink(missing_ok=True)
     return Outcome(source, target, "done")
 
 

@@ -70,7 +70,8 @@ def measure(config: TrainConfig, batch: int, repeats: int, policy: str, keras_bn
         model = compile_model(config)
         size = config.image_size
         x = np.random.default_rng(0).uniform(-0.5, 0.5, (batch, size, size, 1)).astype("float32")
-        y = np.random.default_rng(1).uniform(-0.5, 0.5, (batch, size, size, 2)).astype("float32")
+        ab = np.random.default_rng(1).uniform(-0.5, 0.5, (batch, size, size, 2)).astype("float32")
+        y = np.concatenate([ab, x], axis=-1)  # the (a/b, L) target of data.make_dataset: every loss takes it
         train = timed(lambda: model.train_on_batch(x, y), repeats)
         infer_fn = tf.function(lambda v: model(v, training=False))
         infer = timed(lambda: infer_fn(x).numpy(), repeats)

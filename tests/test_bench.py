@@ -1,0 +1,24 @@
+"""The benchmarks stay runnable: a smoke run of those that need neither the shared photos
+nor a cluster. `bench/throughput.py --config photos` once failed on the recipe's "rgb"
+loss, which needs the (a/b, L) target, and nothing noticed until someone ran it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_throughput_quick_runs_the_recipes_model():
+    done = subprocess.run([sys.executable, "bench/throughput.py", "--quick", "--config", "photos"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:2] == ["32", "float32"]]
+    assert len(rows) == 1, done.stdout
+    train_ips, infer_ips = float(rows[0][2]), float(rows[0][3])
+    assert train_ips > 0 and infer_ips > 0

@@ -1,6 +1,6 @@
-"""The benchmarks stay runnable: a smoke run of those that need neither the shared photos
-nor a cluster. `bench/throughput.py --config photos` once failed on the recipe's "rgb"
-loss, which needs the (a/b, L) target, and nothing noticed until someone ran it."""
+"""The model-throughput benchmark stays runnable (it needs neither the shared photos nor
+Ray): `bench/throughput.py --config photos` once failed on the recipe's "rgb" loss, which
+needs the (a/b, L) target, and nothing noticed until someone ran it."""
 
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ SEED: dict[str, Any] = {}
 # a moving average of the weights, and a 55-minute budget that ends the run. It selects on
 # PSNR: on its curves validation SSIM peaks within the first epochs (epoch 3 of 25 in one run,
 # 0.22 dB below the best PSNR epoch), so the seed's rule would keep an early, greyer model.
+# Width: 32 base filters give the same colour curve at 0.44x the FLOPs but more raw colour, so
+# the 0.25 dB budget would overshoot; 64 fall behind within the budget (bench/README.md).
 PHOTOS: dict[str, Any] = {
     "loss": "rgb",
     "depth": 4,

@@ -21,8 +21,9 @@ more than one at colourfulness 25 (bench/README.md).
 With `colour_target` > 0 the calibration asks for an outcome instead of a price: the least
 error (the smallest budget, or the best temperature) whose validation crops reach that
 share of their truth's colourfulness. The same 0.25 dB bought colourfulness 23.0 on
-bsds500/test calibrated on one validation split and 24.8 on another; on two models a
-target of 0.6 landed where that budget did, so the recipe keeps its budget (bench/README.md).
+bsds500/test calibrated on one validation split and 24.8 on another; on two 48-filter
+models a target of 0.6 landed where that budget did, so the recipe keeps a budget
+(bench/README.md).
 
 Users move along the same axis with the colour strength (colorizer.check_strength).
 """

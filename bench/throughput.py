@@ -3,10 +3,13 @@
     python bench/throughput.py            # 64 and 128 px, float32 and mixed_bfloat16
     python bench/throughput.py --config photos   # the real-photo recipe's model
     python bench/throughput.py --quick    # a smoke run
+    python bench/throughput.py --config photos --sizes 64 --heads   # the heads side by side
 
 Prints images/s for a training step and for inference, FLOPs per image counted from the
 model, the achieved GFLOP/s and its ratio to a float32 matmul peak measured in the same
-run, and mixed_bfloat16 as a ratio to float32 where the CPU supports bf16.
+run, and mixed_bfloat16 as a ratio to float32 where the CPU supports bf16. `--heads`
+instead times the model with each head (regression, bins, bins at a coarse stride) at the
+policy `auto` picks, each as a ratio to the regression head.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ def main() -> None:
                         help="the model of this preset (seed, photos) or TrainConfig file (default seed)")
     parser.add_argument("--keras-bn", action="store_true",
                         help="also time Keras's own BatchNormalization: the fused layer's baseline")
+    parser.add_argument("--heads", action="store_true",
+                        help="time the regression head, the bins head and the bins head at stride 4")
     args = parser.parse_args()
     sizes = [32] if args.quick else [int(s) for s in args.sizes.split(",")]
     repeats = 3 if args.quick else args.repeats
@@ -102,6 +107,9 @@ def main() -> None:
     base = presets.load(args.config)
     print(f"model: depth {base.depth}, {base.base_filters} base filters, global context "
           f"{'on' if base.global_context else 'off'}, batch {args.batch}")
+    if args.heads:
+        compare_heads(base, sizes, args.batch, repeats)
+        return
     bf16 = precision.cpu_has_bf16()
     print(f"{'size':>5} {'policy':>24} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
           f"{'train GFLOP/s':>14} {'% of peak':>10} {'infer GFLOP/s':>14} {'% of peak':>10}")
@@ -131,6 +139,27 @@ def main() -> None:
                   f"infer {b['infer_ips'] / f['infer_ips']:.2f}x")
     if not bf16:
         print("this CPU reports no bf16 support: mixed_bfloat16 not measured")
+
+
+HEADS = {"regression": {"head": "regression", "bins_stride": 1}, "bins": {"head": "bins", "bins_stride": 1},
+         "bins stride 4": {"head": "bins", "bins_stride": 4}}
+
+
+def compare_heads(base: TrainConfig, sizes: list[int], batch: int, repeats: int) -> None:
+    """Each head of HEADS on `base`'s network, at the precision `auto` picks here: the bins
+    head's cost is its ~260-channel output, softmax and soft encoding at every pixel."""
+    policy = precision.resolve("auto")
+    print(f"{'size':>5} {'head':>16} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
+          f"{'train vs regression':>20} {'infer vs regression':>20}   ({policy})")
+    for size in sizes:
+        rows = {}
+        for name, values in HEADS.items():
+            config = dataclasses.replace(base, image_size=size, **values)
+            r = rows[name] = measure(config, batch, repeats, policy)
+            first = rows["regression"]
+            print(f"{size:>5} {name:>16} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} "
+                  f"{count_flops(config, size) / 1e9:>16.2f} {r['train_ips'] / first['train_ips']:>19.2f}x "
+                  f"{r['infer_ips'] / first['infer_ips']:>19.2f}x")
 
 
 if __name__ == "__main__":

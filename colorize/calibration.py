@@ -127,12 +127,13 @@ def apply_gains(ab: np.ndarray, calibration: dict) -> np.ndarray:
 
 def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
                      budget_db: float = 0.0, target: float = 0.0,
-                     colourfulness: Callable[[np.ndarray], float] | None = None) -> float:
+                     colourfulness: Callable[[np.ndarray], float] | None = None,
+                     decode: Callable[[np.ndarray, float], np.ndarray] = ab_bins.annealed_mean) -> float:
     """The temperature of the grid whose annealed mean has the least squared a/b error, or
     with `budget_db` the lowest (most vivid) one within 10^(budget/10) x that error, or with
     `target` the least-error one whose a/b (-> `colourfulness`) reaches it (else the most
-    colourful)."""
-    decoded = [ab_bins.annealed_mean(logits, t) for t in grid]
+    colourful). `decode(logits, T)` gives a/b of `true_ab`'s size (a coarse head resizes)."""
+    decoded = [decode(logits, t) for t in grid]
     errors = np.array([float(np.mean((ab - true_ab) ** 2)) for ab in decoded])
     if target:
         colours = [colourfulness(ab) for ab in decoded]
@@ -160,8 +161,11 @@ def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     if config.colour_target:
         target = config.colour_target * metrics.mean_colourfulness(true_rgb)
     if config.head == "bins":
-        result = {"temperature": best_temperature(output, true_ab, budget_db=config.colour_budget_db,
-                                                  target=target, colourfulness=colourfulness_of)}
+        from colorize.model import output_ab  # model imports this module
+
+        result = {"temperature": best_temperature(
+            output, true_ab, budget_db=config.colour_budget_db, target=target, colourfulness=colourfulness_of,
+            decode=lambda logits, t: output_ab(logits, config, {"temperature": t}))}
     else:
         scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
 

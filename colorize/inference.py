@@ -17,8 +17,9 @@ import numpy as np
 
 from colorize import lab
 from colorize.artifact import Artifact, load_artifact, read_metadata
+from colorize.calibration import apply_gains
 from colorize.images import split_alpha
-from colorize.model import decode_ab
+from colorize.model import output_ab
 from colorize.preprocess import resize_short_side, working_side
 
 __all__ = [
@@ -95,7 +96,8 @@ def predict_full_ab(
         output = predict_ab(artifact.model, batch)
         for row, i in enumerate(members):
             small_h, small_w = prepared[i]["small"].shape
-            ab = decode_ab(output[row, :small_h, :small_w], artifact.config, artifact.calibration)
+            ab = output_ab(output[row], artifact.config, artifact.calibration)[:small_h, :small_w]
+            ab = apply_gains(ab, artifact.calibration)
             results[i] = (prepared[i], upsample_ab(prepared[i], ab, upsample))
     return results
 

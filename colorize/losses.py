@@ -87,7 +87,7 @@ def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
     """The loss function of `config.loss` (or the bins head's cross-entropy); `weights`
     (rebalance_weights, or ab_bins.class_weights for bins) weight each pixel by its colour."""
     if config.head == "bins":
-        return make_bins_loss(weights)
+        return make_bins_loss(weights, config.bins_stride)
     table = None if weights is None else tf.constant(weights)
     filter_size = min(11, config.image_size)
 
@@ -127,13 +127,18 @@ def _log10(x):
     return tf.math.log(x) / np.log(10.0).astype(np.float32)
 
 
-def make_bins_loss(weights: np.ndarray | None = None):
+def make_bins_loss(weights: np.ndarray | None = None, stride: int = 1):
     """Cross-entropy of the bin logits against soft-encoded true a/b, optionally weighted
-    per pixel by the rarity of its nearest bin (ab_bins.class_weights)."""
+    per pixel by the rarity of its nearest bin (ab_bins.class_weights). With `stride` > 1
+    the logits are coarse (TrainConfig.bins_stride): each is scored against the mean a/b of
+    its stride x stride block, the colour its bilinear upsampling is centred on."""
     table = None if weights is None else tf.constant(weights)
 
     def bins_cross_entropy(y_true, logits):
-        target = ab_bins.soft_encode(split_target(y_true)[0])
+        ab = split_target(y_true)[0]
+        if stride > 1:
+            ab = tf.nn.avg_pool2d(tf.cast(ab, tf.float32), stride, stride, "VALID")
+        target = ab_bins.soft_encode(ab)
         per_pixel = -tf.reduce_sum(target * tf.nn.log_softmax(logits, axis=-1), axis=-1)
         if table is not None:
             per_pixel = per_pixel * tf.gather(table, tf.argmax(target, axis=-1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import keras
 import numpy as np
 from keras import layers, ops
@@ -105,7 +106,10 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
         x = _global_fusion(x, config.base_filters * 2**config.depth, config)
     if config.dropout:
         x = layers.Dropout(config.dropout, dtype=config.precision, name="bottleneck_dropout")(x)
-    for level in reversed(range(config.depth)):  # decoder with skip connections
+    # Decoder with skip connections; a coarse bins head stops it early (Zhang et al. predict
+    # at 1/4 scale: chroma varies slowly, and the upsampler restores the photo's edges).
+    coarsest = head_stride(config).bit_length() - 1
+    for level in reversed(range(coarsest, config.depth)):
         filters = config.base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", dtype=config.precision,
                                    name=f"up{level}")(x)
@@ -119,17 +123,34 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
     return keras.Model(inputs, outputs, name="colorize_unet")
 
 
-def decode_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
-    """The model's raw output for whole images (..., H, W, channels) -> normalised a/b
-    (..., H, W, 2): the regression head's a/b, or the bins head's annealed mean;
-    `calibration` (see calibration.py) may set the temperature and the gains on a/b. The
-    gains use each image's mean a/b: crop any padding off `output` first."""
+def head_stride(config: TrainConfig) -> int:
+    """How many input pixels one output pixel spans on each side (1 but for a coarse bins head)."""
+    return config.bins_stride if config.head == "bins" else 1
+
+
+def output_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
+    """The model's raw output (N, h, w, channels) or (h, w, channels) -> normalised a/b at the
+    input's size (h, w) x head_stride, before the gains: the regression head's a/b, or the bins
+    head's annealed mean at the calibrated temperature, resized up bilinearly if coarse."""
     calibration = calibration or {}
-    if config.head == "bins":
-        ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
-    else:
-        ab = output
-    return apply_gains(ab, calibration)
+    if config.head != "bins":
+        return output
+    ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
+    stride = head_stride(config)
+    if stride == 1:
+        return ab
+
+    def resize(plane):  # half-pixel centres: each coarse pixel is the mean of its stride^2 block
+        return cv2.resize(plane, (plane.shape[1] * stride, plane.shape[0] * stride), interpolation=cv2.INTER_LINEAR)
+
+    return np.stack([resize(plane) for plane in ab]) if ab.ndim == 4 else resize(ab)
+
+
+def decode_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
+    """The model's raw output for whole images (..., h, w, channels) -> normalised a/b at the
+    input's size (output_ab) with the calibration's gains on a/b (calibration.py). The gains
+    use each image's mean a/b: with padded inputs, crop output_ab's result and apply them."""
+    return apply_gains(output_ab(output, config, calibration), calibration or {})
 
 
 def count_flops(config: TrainConfig, size: int) -> int:

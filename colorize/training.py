@@ -21,9 +21,10 @@ import keras
 import numpy as np
 
 from colorize import ab_bins, compat, data, lab, losses, metrics
+from colorize.calibration import best_temperature
 from colorize.config import TrainConfig
 from colorize.inference import predict_ab
-from colorize.model import build_unet, decode_ab
+from colorize.model import build_unet, decode_ab, output_ab
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,18 @@ class ValidationSet:
 
     def score(self, model: keras.Model, calibration: dict | None = None, loss=None) -> dict[str, float]:
         """psnr, ssim and colourfulness of the reconstructed RGB; with `loss` (the model's
-        loss function), "loss" too: its mean over the crops."""
+        loss function), "loss" too: its mean over the crops. Without `calibration` the bins
+        head is decoded at these crops' least-error temperature ("temperature" in the
+        result): at a fixed one, a rebalanced head's epochs grow more vivid than that
+        temperature suits, and model selection kept its first epoch (bench/README.md)."""
         raw = predict_ab(model, self.l_norm)
+        extra = {}
+        if calibration is None and self.config.head == "bins":
+            extra["temperature"] = best_temperature(
+                raw, self.target[..., :2], decode=lambda logits, t: output_ab(logits, self.config, {"temperature": t}))
+            calibration = extra
         ab = decode_ab(raw, self.config, calibration)
-        scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab))))
+        scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab)))) | extra
         if loss is not None and len(raw):
             scores["loss"] = float(np.mean(np.asarray(loss(self.target, raw))))
         return scores
@@ -269,7 +278,8 @@ def epoch_line(epoch: int, epochs: int, logs: dict, images_per_second: float,
 
     parts = [f"epoch {epoch}/{epochs}:"]
     for key, label, digits in (("loss", "loss", 4), ("val_ssim", "val SSIM", 4),
-                               ("val_psnr", "PSNR", 2), ("val_colourfulness", "colourfulness", 1)):
+                               ("val_psnr", "PSNR", 2), ("val_colourfulness", "colourfulness", 1),
+                               ("val_temperature", "T", 2)):
         if key in logs:
             unit = " dB" if key == "val_psnr" else ""
             parts.append(f"{label} {float(logs[key]):.{digits}f}{unit},")

@@ -67,3 +67,14 @@ def test_cross_entropy_is_lowest_for_the_soft_targets(rebalance):
     good = np.log(np.maximum(target, 1e-9)).astype(np.float32)
     wrong = np.roll(good, 7, axis=-1)
     assert float(np.mean(loss(ab, good))) < float(np.mean(loss(ab, wrong)))
+
+
+def test_a_coarse_head_is_scored_against_each_blocks_mean_colour():
+    """bins_stride 2: logits at half resolution meet the soft encoding of each 2 x 2 block's
+    mean a/b, exactly the full-resolution loss on the pooled truth."""
+    ab = random_ab(256, seed=3).reshape(1, 16, 16, 2)
+    pooled = ab.reshape(1, 8, 2, 8, 2, 2).mean(axis=(2, 4))
+    logits = np.random.default_rng(4).normal(0, 2, (1, 8, 8, ab_bins.bin_count())).astype(np.float32)
+    coarse = float(np.mean(make_bins_loss(stride=2)(ab, logits)))
+    assert coarse == pytest.approx(float(np.mean(make_bins_loss()(pooled, logits))), rel=1e-5)
+    assert coarse != pytest.approx(float(np.mean(make_bins_loss()(ab[:, ::2, ::2], logits))), rel=1e-3)

@@ -22,3 +22,13 @@ def test_throughput_quick_runs_the_recipes_model():
     assert len(rows) == 1, done.stdout
     train_ips, infer_ips = float(rows[0][2]), float(rows[0][3])
     assert train_ips > 0 and infer_ips > 0
+
+
+@pytest.mark.slow
+def test_throughput_compares_the_heads():
+    done = subprocess.run([sys.executable, "bench/throughput.py", "--quick", "--heads"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["32"]]
+    assert [row[1] for row in rows] == ["regression", "bins", "bins"], done.stdout  # "bins stride 4"
+    assert rows[0][-2:] == ["1.00x", "1.00x"] and all(float(row[-5]) > 0 for row in rows)  # train img/s

@@ -1,5 +1,7 @@
 """colorize/model.py and colorize/config.py: shapes, range, configuration checks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,21 @@ def test_output_shape_and_tanh_range(shape):
     out = np.asarray(model(np.random.default_rng(0).uniform(-0.5, 0.5, shape + (1,)).astype("float32")))
     assert out.shape == shape + (2,)
     assert out.min() >= -1 and out.max() <= 1
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_a_coarse_bins_head_decodes_to_the_inputs_size(stride):
+    from colorize import ab_bins
+    from colorize.model import decode_ab
+
+    config = TrainConfig(image_size=16, depth=3, base_filters=4, head="bins", bins_stride=stride)
+    model = build_unet(config)
+    logits = np.asarray(model(np.zeros((2, 24, 40, 1), "float32")))
+    assert logits.shape == (2, 24 // stride, 40 // stride, ab_bins.bin_count())
+    ab = decode_ab(logits, config)
+    assert ab.shape == (2, 24, 40, 2)
+    if stride > 1:  # the decoder's finest levels are not built at all, so it costs less
+        assert count_flops(config, 64) < count_flops(dataclasses.replace(config, bins_stride=1), 64)
 
 
 def test_depth_filters_and_dropout_shape_the_network():
@@ -41,6 +58,9 @@ def test_flops_scale_with_pixels():
     ({"colour_target": 1.6}, "colour_target"),
     ({"colour_target": 0.6, "colour_budget_db": 0.2}, "not both"),
     ({"precision": "bf16"}, "precision"),
+    ({"bins_stride": 4}, "bins head only"),
+    ({"head": "bins", "bins_stride": 3}, "bins_stride must be one of"),
+    ({"head": "bins", "bins_stride": 4, "depth": 1, "image_size": 16}, "must not exceed"),
 ])
 def test_bad_configuration_is_a_clear_error(values, words):
     with pytest.raises(ColorizeError, match=words):

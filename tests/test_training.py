@@ -91,13 +91,19 @@ def test_a_short_fit_on_the_rebuilt_photos_error_learns(tiles):
     assert history["loss"][-1] < history["loss"][0]
 
 
-def test_short_fit_of_the_bins_head_gains_colour(tiles):
+@pytest.mark.parametrize("stride", [1, 4])
+def test_short_fit_of_the_bins_head_gains_colour(tiles, stride):
+    from colorize.calibration import TEMPERATURES, calibrate
+
     config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
                          patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr",
-                         steps_per_epoch=30)
-    _, history = fit(config, *tiles, verbose=0)
+                         steps_per_epoch=30, bins_stride=stride)
+    model, history = fit(config, *tiles, verbose=0)
     assert max(history["val_colourfulness"][1:]) > history["val_colourfulness"][0]
     assert len(history["val_monitor"]) == 5 and history["val_monitor"] == history["val_psnr"]
+    # validation decodes each epoch at its own least-error temperature, not config.temperature
+    assert len(history["val_temperature"]) == 5 and set(history["val_temperature"]) <= set(TEMPERATURES)
+    assert calibrate(model, config, tiles[1])["temperature"] in TEMPERATURES
 
 
 def test_monitor_scores():

@@ -162,7 +162,7 @@ class ValidationSet:
         temperature suits, and model selection kept its first epoch (bench/README.md)."""
         raw = predict_ab(model, self.l_norm)
         extra = {}
-        if calibration is None and self.config.head == "bins":
+        if calibration is None and self.config.head == "bins" and len(raw):
             extra["temperature"] = best_temperature(
                 raw, self.target[..., :2], decode=lambda logits, t: output_ab(logits, self.config, {"temperature": t}))
             calibration = extra

@@ -161,11 +161,11 @@ def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     if config.colour_target:
         target = config.colour_target * metrics.mean_colourfulness(true_rgb)
     if config.head == "bins":
-        from colorize.model import output_ab  # model imports this module
+        from colorize.model import decoder_at_temperature  # model imports this module
 
         result = {"temperature": best_temperature(
             output, true_ab, budget_db=config.colour_budget_db, target=target, colourfulness=colourfulness_of,
-            decode=lambda logits, t: output_ab(logits, config, {"temperature": t}))}
+            decode=decoder_at_temperature(config))}
     else:
         scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
 

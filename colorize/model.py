@@ -10,6 +10,7 @@ so the scene, not only the neighbourhood, decides the palette.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import keras
@@ -108,7 +109,7 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
         x = layers.Dropout(config.dropout, dtype=config.precision, name="bottleneck_dropout")(x)
     # Decoder with skip connections; a coarse bins head stops it early (Zhang et al. predict
     # at 1/4 scale: chroma varies slowly, and the upsampler restores the photo's edges).
-    coarsest = head_stride(config).bit_length() - 1
+    coarsest = config.bins_stride.bit_length() - 1  # config refuses a stride for other heads
     for level in reversed(range(coarsest, config.depth)):
         filters = config.base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", dtype=config.precision,
@@ -123,20 +124,15 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
     return keras.Model(inputs, outputs, name="colorize_unet")
 
 
-def head_stride(config: TrainConfig) -> int:
-    """How many input pixels one output pixel spans on each side (1 but for a coarse bins head)."""
-    return config.bins_stride if config.head == "bins" else 1
-
-
 def output_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
     """The model's raw output (N, h, w, channels) or (h, w, channels) -> normalised a/b at the
-    input's size (h, w) x head_stride, before the gains: the regression head's a/b, or the bins
+    input's size (h, w) x bins_stride, before the gains: the regression head's a/b, or the bins
     head's annealed mean at the calibrated temperature, resized up bilinearly if coarse."""
     calibration = calibration or {}
     if config.head != "bins":
         return output
     ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
-    stride = head_stride(config)
+    stride = config.bins_stride
     if stride == 1:
         return ab
 
@@ -144,6 +140,11 @@ def output_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None 
         return cv2.resize(plane, (plane.shape[1] * stride, plane.shape[0] * stride), interpolation=cv2.INTER_LINEAR)
 
     return np.stack([resize(plane) for plane in ab]) if ab.ndim == 4 else resize(ab)
+
+
+def decoder_at_temperature(config: TrainConfig) -> Callable[[np.ndarray, float], np.ndarray]:
+    """(bins logits, T) -> a/b at the input's size: what the temperature is searched with."""
+    return lambda logits, temperature: output_ab(logits, config, {"temperature": temperature})
 
 
 def decode_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:

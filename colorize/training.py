@@ -24,7 +24,7 @@ from colorize import ab_bins, compat, data, lab, losses, metrics
 from colorize.calibration import best_temperature
 from colorize.config import TrainConfig
 from colorize.inference import predict_ab
-from colorize.model import build_unet, decode_ab, output_ab
+from colorize.model import build_unet, decode_ab, decoder_at_temperature
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,8 @@ class ValidationSet:
         raw = predict_ab(model, self.l_norm)
         extra = {}
         if calibration is None and self.config.head == "bins" and len(raw):
-            extra["temperature"] = best_temperature(
-                raw, self.target[..., :2], decode=lambda logits, t: output_ab(logits, self.config, {"temperature": t}))
+            extra["temperature"] = best_temperature(raw, self.target[..., :2],
+                                                    decode=decoder_at_temperature(self.config))
             calibration = extra
         ab = decode_ab(raw, self.config, calibration)
         scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab)))) | extra

@@ -53,12 +53,14 @@ def choose(photo_count: int) -> str:
     return "photos" if photo_count >= PHOTOS_AT_LEAST else "seed"
 
 
-def why(name: str, photo_count: int) -> str:
-    """One line on what `auto` chose, and how to choose otherwise."""
+def why(name: str, photo_count: int, max_minutes: float | None = None) -> str:
+    """One line on what `auto` chose, and how to choose otherwise. `max_minutes` is the
+    run's budget after the command line's flags (default: the preset's own)."""
     if name == "photos":
+        minutes = PHOTOS["max_minutes"] if max_minutes is None else max_minutes
+        budget = f"a {minutes:g}-minute budget ends the run" if minutes else "no time budget"
         return (f"configuration: the 'photos' recipe for {photo_count:,} photos (at least "
-                f"{PHOTOS_AT_LEAST}; a {PHOTOS['max_minutes']}-minute budget ends the run); "
-                "--config seed for the seed's small model")
+                f"{PHOTOS_AT_LEAST}; {budget}); --config seed for the seed's small model")
     return (f"configuration: the seed's small model for {photo_count:,} photo(s) (the 'photos' "
             f"recipe needs at least {PHOTOS_AT_LEAST}); --config photos to use it anyway")
 

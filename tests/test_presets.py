@@ -43,6 +43,15 @@ def test_fit_without_config_trains_the_recipe_on_a_real_folder(tmp_path):
     assert source.config == TrainConfig.from_dict({**presets.PHOTOS, "seed": 2})
     assert said == [presets.why("photos", presets.PHOTOS_AT_LEAST)]
     assert "'photos' recipe for 200 photos" in said[0] and "--config seed" in said[0]
+    assert "a 55-minute budget" in said[0]
+
+
+def test_the_chosen_recipe_states_the_budget_the_flags_leave(tmp_path):
+    folder = write_photos(tmp_path / "many", presets.PHOTOS_AT_LEAST, size=(8, 8))
+    _, said = _resolve(["fit", "--data", str(folder), "--out", "o", "--max-minutes", "110"], str(folder))
+    assert "a 110-minute budget ends the run" in said[0] and "55" not in said[0]
+    _, said = _resolve(["fit", "--data", str(folder), "--out", "o", "--max-minutes", "0"], str(folder))
+    assert "no time budget" in said[0]
 
 
 def test_fit_without_config_trains_the_seeds_model_on_a_handful(tmp_path):

@@ -109,6 +109,7 @@ def config_source(args: argparse.Namespace, data, say=print):
 
         count = len(photos_from(data))
         spec = presets.choose(count)
-        say(presets.why(spec, count))
     config = config_from_args(args, base=presets.load(spec))
+    if args.config == presets.AUTO:
+        say(presets.why(spec, count, config.max_minutes))  # the budget the flags leave
     return ConfigSource(config, "preset" if spec in presets.PRESETS else "file", str(spec))

@@ -32,6 +32,7 @@ from bench.common import machine  # noqa: E402
 from colorize import model as model_module  # noqa: E402
 from colorize import precision, presets  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
+from colorize.losses import join_target  # noqa: E402
 from colorize.model import count_flops  # noqa: E402
 from colorize.training import compile_model  # noqa: E402
 
@@ -74,7 +75,7 @@ def measure(config: TrainConfig, batch: int, repeats: int, policy: str, keras_bn
         size = config.image_size
         x = np.random.default_rng(0).uniform(-0.5, 0.5, (batch, size, size, 1)).astype("float32")
         ab = np.random.default_rng(1).uniform(-0.5, 0.5, (batch, size, size, 2)).astype("float32")
-        y = np.concatenate([ab, x], axis=-1)  # the (a/b, L) target of data.make_dataset: every loss takes it
+        y = join_target(ab, x)
         train = timed(lambda: model.train_on_batch(x, y), repeats)
         infer_fn = tf.function(lambda v: model(v, training=False))
         infer = timed(lambda: infer_fn(x).numpy(), repeats)

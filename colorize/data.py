@@ -504,7 +504,8 @@ def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, train
         ds = tf.data.Dataset.from_tensor_slices(lab.rgb_to_lab(center_crop(tiles, size)))
 
     def to_pair(image):
-        # The target is (a/b, L): the model predicts a/b; L lets a loss rebuild the photo.
+        # The target is (a/b, L) (`losses.join_target` on arrays): the model predicts a/b;
+        # L lets a loss rebuild the photo.
         l_norm = lab.normalize_l(image[..., :1])
         return l_norm, tf.concat([lab.normalize_ab(image[..., 1:]), l_norm], axis=-1)
 

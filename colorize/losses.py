@@ -34,6 +34,12 @@ def split_target(y_true):
     return y_true[..., :2], (y_true[..., 2:] if y_true.shape[-1] == 3 else None)
 
 
+def join_target(ab_norm: np.ndarray, l_norm: np.ndarray) -> np.ndarray:
+    """split_target's inverse on arrays: the (a/b, L) target every loss takes (the training
+    pipeline, `data.make_dataset`, builds the same in its graph): L lets a loss rebuild RGB."""
+    return np.concatenate([ab_norm, l_norm], axis=-1).astype(np.float32)
+
+
 # OpenCV's Lab <-> sRGB for float images (D65 white), so the loss sees the RGB the metrics see.
 _WHITE_X, _WHITE_Z = 0.950456, 1.088754
 _XYZ_TO_LINEAR_RGB = np.array(

@@ -145,8 +145,7 @@ class ValidationSet:
     def __init__(self, tiles: np.ndarray, config: TrainConfig):
         self.config = config
         self.rgb, self.l_norm, ab = data.eval_arrays(tiles, config.image_size)
-        # the loss's target as the training data gives it, (a/b, L), converted once
-        self.target = np.concatenate([ab, self.l_norm], axis=-1).astype(np.float32)
+        self.target = losses.join_target(ab, self.l_norm)  # converted once
 
     @functools.cached_property
     def truth_colourfulness(self) -> float:

@@ -79,3 +79,13 @@ def test_rebalancing_strength_grows_with_the_option():
     ratios = [(w[saturated] / w[neutral]) for w in (losses.rebalance_weights(ab, s) for s in (0.0, 0.5, 0.95))]
     assert ratios[0] == pytest.approx(1.0)  # 0 weighs every colour alike
     assert ratios[0] < ratios[1] < ratios[2]
+
+
+def test_join_target_is_split_targets_inverse():
+    ab = np.random.default_rng(0).uniform(-1, 1, (2, 4, 4, 2))
+    l_norm = np.random.default_rng(1).uniform(0, 1, (2, 4, 4, 1))
+    target = losses.join_target(ab, l_norm)
+    assert target.dtype == np.float32 and target.shape == (2, 4, 4, 3)
+    back_ab, back_l = losses.split_target(target)
+    np.testing.assert_allclose(back_ab, ab, rtol=1e-6)
+    np.testing.assert_allclose(back_l, l_norm, rtol=1e-6)

@@ -8,8 +8,8 @@
 Prints images/s for a training step and for inference, FLOPs per image counted from the
 model, the achieved GFLOP/s and its ratio to a float32 matmul peak measured in the same
 run, and mixed_bfloat16 as a ratio to float32 where the CPU supports bf16. `--heads`
-instead times the model with each head (regression, bins, bins at a coarse stride) at the
-policy `auto` picks, each as a ratio to the regression head.
+instead times the model with each head (regression and bins, each also at a coarse output
+stride) at the policy `auto` picks, each as a ratio to the full-resolution regression head.
 """
 
 from __future__ import annotations
@@ -142,15 +142,18 @@ def main() -> None:
         print("this CPU reports no bf16 support: mixed_bfloat16 not measured")
 
 
-HEADS = {"regression": {"head": "regression", "bins_stride": 1}, "bins": {"head": "bins", "bins_stride": 1},
-         "bins stride 4": {"head": "bins", "bins_stride": 4}}
+HEADS = {"regression": {"head": "regression", "output_stride": 1},
+         "regression stride 2": {"head": "regression", "output_stride": 2},
+         "regression stride 4": {"head": "regression", "output_stride": 4},
+         "bins": {"head": "bins", "output_stride": 1},
+         "bins stride 4": {"head": "bins", "output_stride": 4}}
 
 
 def compare_heads(base: TrainConfig, sizes: list[int], batch: int, repeats: int) -> None:
     """Each head of HEADS on `base`'s network, at the precision `auto` picks here: the bins
     head's cost is its ~260-channel output, softmax and soft encoding at every pixel."""
     policy = precision.resolve("auto")
-    print(f"{'size':>5} {'head':>16} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
+    print(f"{'size':>5} {'head':>20} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
           f"{'train vs regression':>20} {'infer vs regression':>20}   ({policy})")
     for size in sizes:
         rows = {}
@@ -158,7 +161,7 @@ def compare_heads(base: TrainConfig, sizes: list[int], batch: int, repeats: int)
             config = dataclasses.replace(base, image_size=size, **values)
             r = rows[name] = measure(config, batch, repeats, policy)
             first = rows["regression"]
-            print(f"{size:>5} {name:>16} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} "
+            print(f"{size:>5} {name:>20} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} "
                   f"{count_flops(config, size) / 1e9:>16.2f} {r['train_ips'] / first['train_ips']:>19.2f}x "
                   f"{r['infer_ips'] / first['infer_ips']:>19.2f}x")
 

@@ -20,7 +20,9 @@ LOSSES = ("mse", "ssim", "mse+ssim", "rgb", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
 MONITORS = ("ssim", "psnr", "colour")
-BINS_STRIDES = (1, 2, 4)
+OUTPUT_STRIDES = (1, 2, 4)
+# Keys under an older name, still read so that saved artifacts and JSON files keep loading.
+RENAMED = {"bins_stride": "output_stride"}  # it was for the bins head only
 MAX_VIEWS = 4
 MAX_ZOOM = 2.0  # closer than this, a crop is mostly texture the model never sees at inference
 
@@ -38,7 +40,7 @@ class TrainConfig:
     global_context: bool = False  # fuse a whole-image feature vector into the bottleneck (Iizuka et al.)
     head: str = "regression"  # "regression": tanh a/b (the seed's); "bins": a/b classes (Zhang et al.)
     temperature: float = 0.38  # bins head: annealed-mean temperature before calibration
-    bins_stride: int = 1  # bins head: logits at 1/this of the input's resolution (1, 2 or 4; Zhang et al.'s 4), the decoded a/b resized up: the ~260-way softmax then costs 1/stride^2
+    output_stride: int = 1  # the decoder stops at 1/this of the input's resolution (1, 2 or 4; Zhang et al.'s 4) and the a/b are resized up: its finest levels, and the bins head's ~260-way softmax, then cost 1/stride^2
     loss: str = "mse"  # regression head's loss, one of LOSSES (the bins head uses cross-entropy)
     ssim_weight: float = 0.5  # weight of (1 - SSIM) in "mse+ssim"
     rebalance: float = 0.0  # rare-colour weighting: 0 = off, 0.5 = Zhang et al.'s, 0.95 = most
@@ -99,12 +101,10 @@ class TrainConfig:
             problems.append(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.monitor not in MONITORS:
             problems.append(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
-        if self.bins_stride not in BINS_STRIDES:
-            problems.append(f"bins_stride must be one of {', '.join(map(str, BINS_STRIDES))}, got {self.bins_stride}")
-        elif self.bins_stride > 1 and self.head != "bins":
-            problems.append("bins_stride applies to the bins head only: add head=bins or drop it")
-        elif self.bins_stride > 2**self.depth:
-            problems.append(f"bins_stride must not exceed 2**depth = {2**self.depth}, got {self.bins_stride}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            problems.append(f"output_stride must be one of {', '.join(map(str, OUTPUT_STRIDES))}, got {self.output_stride}")
+        elif self.output_stride > 2**self.depth:
+            problems.append(f"output_stride must not exceed 2**depth = {2**self.depth}, got {self.output_stride}")
         if not 0.0 < self.temperature <= 1.0:
             problems.append(f"temperature must be in (0, 1], got {self.temperature}")
         if not 0.0 <= self.colour_budget_db <= 3.0:
@@ -125,6 +125,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
         """`base` (or the defaults) with `values` applied; unknown keys are errors."""
         known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ColorizeError(

@@ -93,7 +93,7 @@ def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
     """The loss function of `config.loss` (or the bins head's cross-entropy); `weights`
     (rebalance_weights, or ab_bins.class_weights for bins) weight each pixel by its colour."""
     if config.head == "bins":
-        return make_bins_loss(weights, config.bins_stride)
+        return make_bins_loss(weights, config.output_stride)
     table = None if weights is None else tf.constant(weights)
     filter_size = min(11, config.image_size)
 
@@ -136,7 +136,7 @@ def _log10(x):
 def make_bins_loss(weights: np.ndarray | None = None, stride: int = 1):
     """Cross-entropy of the bin logits against soft-encoded true a/b, optionally weighted
     per pixel by the rarity of its nearest bin (ab_bins.class_weights). With `stride` > 1
-    the logits are coarse (TrainConfig.bins_stride): each is scored against the mean a/b of
+    the logits are coarse (TrainConfig.output_stride): each is scored against the mean a/b of
     its stride x stride block, the colour its bilinear upsampling is centred on."""
     table = None if weights is None else tf.constant(weights)
 

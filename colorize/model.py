@@ -107,9 +107,9 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
         x = _global_fusion(x, config.base_filters * 2**config.depth, config)
     if config.dropout:
         x = layers.Dropout(config.dropout, dtype=config.precision, name="bottleneck_dropout")(x)
-    # Decoder with skip connections; a coarse bins head stops it early (Zhang et al. predict
-    # at 1/4 scale: chroma varies slowly, and the upsampler restores the photo's edges).
-    coarsest = config.bins_stride.bit_length() - 1  # config refuses a stride for other heads
+    # Decoder with skip connections; an output stride stops it early (Zhang et al. predict at
+    # 1/4 scale: chroma varies slowly, and the upsampler restores the photo's edges).
+    coarsest = config.output_stride.bit_length() - 1
     for level in reversed(range(coarsest, config.depth)):
         filters = config.base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", dtype=config.precision,
@@ -121,18 +121,23 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
         outputs = layers.Conv2D(ab_bins.bin_count(), 1, dtype="float32", name="ab_logits")(x)
     else:
         outputs = layers.Conv2D(2, 1, activation="tanh", dtype="float32", name="ab")(x)
+        if config.output_stride > 1:  # resized up here, so every loss sees the photo's resolution
+            outputs = layers.UpSampling2D(config.output_stride, interpolation="bilinear",
+                                          dtype="float32", name="ab_resized")(outputs)
     return keras.Model(inputs, outputs, name="colorize_unet")
 
 
 def output_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
     """The model's raw output (N, h, w, channels) or (h, w, channels) -> normalised a/b at the
-    input's size (h, w) x bins_stride, before the gains: the regression head's a/b, or the bins
-    head's annealed mean at the calibrated temperature, resized up bilinearly if coarse."""
+    input's size, before the gains: the regression head's a/b (resized inside the model), or
+    the bins head's annealed mean at the calibrated temperature, resized up bilinearly from
+    (h, w) = the input's size / output_stride if coarse (the mean comes first: logits do not
+    interpolate)."""
     calibration = calibration or {}
     if config.head != "bins":
         return output
     ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
-    stride = config.bins_stride
+    stride = config.output_stride
     if stride == 1:
         return ab
 

@@ -70,7 +70,7 @@ def test_cross_entropy_is_lowest_for_the_soft_targets(rebalance):
 
 
 def test_a_coarse_head_is_scored_against_each_blocks_mean_colour():
-    """bins_stride 2: logits at half resolution meet the soft encoding of each 2 x 2 block's
+    """output_stride 2: logits at half resolution meet the soft encoding of each 2 x 2 block's
     mean a/b, exactly the full-resolution loss on the pooled truth."""
     ab = random_ab(256, seed=3).reshape(1, 16, 16, 2)
     pooled = ab.reshape(1, 8, 2, 8, 2, 2).mean(axis=(2, 4))

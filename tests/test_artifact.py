@@ -55,12 +55,12 @@ def test_mixed_precision_model_is_saved_as_float32(tmp_path):
     assert loaded.config.precision == "mixed_bfloat16"  # what it was trained with
 
 
-@pytest.mark.parametrize("head, stride", [("regression", 1), ("bins", 1), ("bins", 4)])
+@pytest.mark.parametrize("head, stride", [("regression", 1), ("regression", 4), ("bins", 1), ("bins", 4)])
 def test_each_head_with_context_round_trips_with_its_calibration(tmp_path, head, stride):
     from colorize.colorizer import colorize_image
 
     config = TrainConfig(image_size=16, depth=2, base_filters=4, head=head, global_context=True,
-                         bins_stride=stride, precision="float32")  # compared exactly with the float32 artifact
+                         output_stride=stride, precision="float32")  # compared exactly with the float32 artifact
     model = compile_model(config)
     calibration = {"temperature": 0.3} if head == "bins" else {"cast_gain": 1.2, "gain": 1.4}
     save_artifact(tmp_path / "m", model, config, calibration=calibration)

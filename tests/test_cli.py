@@ -73,6 +73,8 @@ def test_evaluate_and_predict(fitted, tiny_photos, tmp_path):
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--temperature", "0"], "temperature must be in (0, 1]"),
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--head", "bins", "--views", "9"], "views must be 1..4"),
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--zoom", "3"], "zoom must be in [1, 2]"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--output-stride", "3"], "output_stride must be one of 1, 2, 4"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--bins-stride", "3"], "output_stride must be one of"),  # its older name
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--working-share", "1"], "working_share must be in [0, 1)"),
     (["evaluate", "{tmp}", "--data", "sample"], "not a colorize model"),
     (["predict", "{tmp}/nomodel", "{tmp}/x.png", "--out", "{tmp}/p"], "input not found"),

@@ -23,14 +23,40 @@ def test_a_coarse_bins_head_decodes_to_the_inputs_size(stride):
     from colorize import ab_bins
     from colorize.model import decode_ab
 
-    config = TrainConfig(image_size=16, depth=3, base_filters=4, head="bins", bins_stride=stride)
+    config = TrainConfig(image_size=16, depth=3, base_filters=4, head="bins", output_stride=stride)
     model = build_unet(config)
     logits = np.asarray(model(np.zeros((2, 24, 40, 1), "float32")))
     assert logits.shape == (2, 24 // stride, 40 // stride, ab_bins.bin_count())
     ab = decode_ab(logits, config)
     assert ab.shape == (2, 24, 40, 2)
     if stride > 1:  # the decoder's finest levels are not built at all, so it costs less
-        assert count_flops(config, 64) < count_flops(dataclasses.replace(config, bins_stride=1), 64)
+        assert count_flops(config, 64) < count_flops(dataclasses.replace(config, output_stride=1), 64)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_a_coarse_regression_head_resizes_its_ab_inside_the_model(stride):
+    """The decoder stops early, and the model still returns a/b at the input's size in
+    [-1, 1] (so the losses, calibration and inference need nothing new): the coarse a/b
+    resized bilinearly, for fewer FLOPs."""
+    import cv2
+    import keras
+
+    config = TrainConfig(image_size=16, depth=3, base_filters=4, output_stride=stride)
+    model = build_unet(config)
+    assert not any(layer.name.startswith("dec0") for layer in model.layers)  # the finest level is not built
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 24, 40, 1)).astype("float32")
+    out = np.asarray(model(x))
+    assert out.shape == (2, 24, 40, 2)
+    assert out.min() >= -1 and out.max() <= 1
+    coarse = np.asarray(keras.Model(model.input, model.get_layer("ab").output)(x))
+    assert coarse.shape == (2, 24 // stride, 40 // stride, 2)
+    resized = np.stack([cv2.resize(image, (40, 24), interpolation=cv2.INTER_LINEAR) for image in coarse])
+    np.testing.assert_allclose(out, resized, atol=1e-5)  # half-pixel centres, as the bins head's decoding
+    assert count_flops(config, 64) < count_flops(dataclasses.replace(config, output_stride=1), 64)
+
+
+def test_an_older_artifacts_bins_stride_key_still_loads():
+    assert TrainConfig.from_dict({"head": "bins", "bins_stride": 4}).output_stride == 4
 
 
 def test_depth_filters_and_dropout_shape_the_network():
@@ -58,9 +84,8 @@ def test_flops_scale_with_pixels():
     ({"colour_target": 1.6}, "colour_target"),
     ({"colour_target": 0.6, "colour_budget_db": 0.2}, "not both"),
     ({"precision": "bf16"}, "precision"),
-    ({"bins_stride": 4}, "bins head only"),
-    ({"head": "bins", "bins_stride": 3}, "bins_stride must be one of"),
-    ({"head": "bins", "bins_stride": 4, "depth": 1, "image_size": 16}, "must not exceed"),
+    ({"head": "bins", "output_stride": 3}, "output_stride must be one of"),
+    ({"head": "bins", "output_stride": 4, "depth": 1, "image_size": 16}, "must not exceed"),
 ])
 def test_bad_configuration_is_a_clear_error(values, words):
     with pytest.raises(ColorizeError, match=words):

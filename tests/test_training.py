@@ -97,7 +97,7 @@ def test_short_fit_of_the_bins_head_gains_colour(tiles, stride):
 
     config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
                          patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr",
-                         steps_per_epoch=30, bins_stride=stride)
+                         steps_per_epoch=30, output_stride=stride)
     model, history = fit(config, *tiles, verbose=0)
     assert max(history["val_colourfulness"][1:]) > history["val_colourfulness"][0]
     assert len(history["val_monitor"]) == 5 and history["val_monitor"] == history["val_psnr"]

@@ -38,7 +38,7 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
     import dataclasses
 
     from colorize import presets
-    from colorize.config import CHOICES, TrainConfig
+    from colorize.config import CHOICES, RENAMED, TrainConfig
 
     group = parser.add_argument_group("model and training (override --config)")
     names = ", ".join(presets.PRESETS)
@@ -57,8 +57,10 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
         kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
         # Choices are listed, not enforced here: TrainConfig refuses a bad value in one line.
         choices = CHOICES.get(field.name)
+        older = [old for old, name in RENAMED.items() if name == field.name]  # still accepted
         group.add_argument(
-            "--" + field.name.replace("_", "-"), dest=field.name, type=kind, default=None,
+            *["--" + name.replace("_", "-") for name in (field.name, *older)],
+            dest=field.name, type=kind, default=None,
             metavar="|".join(choices) if choices else ("yes|no" if kind is _yes_no else None),
             help=f"{helps.get(field.name, '')} (default: {field.default}"
                  + (f"; photos preset: {photos[field.name]})" if field.name in photos else ")"),

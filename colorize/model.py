@@ -38,6 +38,30 @@ class BroadcastConcat(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="colorize")
+class ResizeUp(layers.Layer):
+    """(B, h, w, C) -> (B, h * factor, w * factor, C), bilinear with half-pixel centres (as
+    cv2's INTER_LINEAR). Keras's UpSampling2D cannot be traced with unknown sides, and
+    inference runs one graph for photos of every size (inference._forward)."""
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        size = tf.shape(inputs)[1:3] * self.factor
+        return tf.cast(tf.image.resize(inputs, size, method="bilinear"), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, h, w, channels = input_shape
+        return (batch, None if h is None else h * self.factor, None if w is None else w * self.factor, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="colorize")
 class FusedBatchNormalization(layers.BatchNormalization):
     """Keras's BatchNormalization (same weights, same update rule) computed by TensorFlow's
     fused kernel: one op forward and one backward instead of Keras's separate moments,
@@ -122,8 +146,7 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
     else:
         outputs = layers.Conv2D(2, 1, activation="tanh", dtype="float32", name="ab")(x)
         if config.output_stride > 1:  # resized up here, so every loss sees the photo's resolution
-            outputs = layers.UpSampling2D(config.output_stride, interpolation="bilinear",
-                                          dtype="float32", name="ab_resized")(outputs)
+            outputs = ResizeUp(config.output_stride, dtype="float32", name="ab_resized")(outputs)
     return keras.Model(inputs, outputs, name="colorize_unet")
 
 

@@ -40,6 +40,7 @@ def test_a_coarse_regression_head_resizes_its_ab_inside_the_model(stride):
     resized bilinearly, for fewer FLOPs."""
     import cv2
     import keras
+    import tensorflow as tf
 
     config = TrainConfig(image_size=16, depth=3, base_filters=4, output_stride=stride)
     model = build_unet(config)
@@ -48,6 +49,10 @@ def test_a_coarse_regression_head_resizes_its_ab_inside_the_model(stride):
     out = np.asarray(model(x))
     assert out.shape == (2, 24, 40, 2)
     assert out.min() >= -1 and out.max() <= 1
+    # Inference runs one graph for photos of every size: the resize must trace with unknown sides.
+    any_size = tf.function(lambda batch: model(batch, training=False),
+                           input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32)])
+    np.testing.assert_allclose(np.asarray(any_size(x)), out, atol=1e-6)
     coarse = np.asarray(keras.Model(model.input, model.get_layer("ab").output)(x))
     assert coarse.shape == (2, 24 // stride, 40 // stride, 2)
     resized = np.stack([cv2.resize(image, (40, 24), interpolation=cv2.INTER_LINEAR) for image in coarse])

@@ -187,13 +187,14 @@ class RGBMetrics(keras.callbacks.Callback):
     """Adds val_loss, val_ssim, val_psnr, val_colourfulness and val_monitor to each epoch's
     logs, before other callbacks."""
 
-    def __init__(self, val_tiles: np.ndarray, config: TrainConfig):
+    def __init__(self, val_tiles: np.ndarray, config: TrainConfig, minutes_before: float = 0.0):
         super().__init__()
         self.validation, self.config = ValidationSet(val_tiles, config), config
+        self.minutes_before = minutes_before  # a resumed fit's clock goes on from its checkpoint
         self.started = time.monotonic()
 
     def on_train_begin(self, logs=None):
-        self.started = time.monotonic()
+        self.started = time.monotonic() - 60.0 * self.minutes_before
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -357,7 +358,12 @@ def fit(
             initial_epoch, history = load_checkpoint(checkpoint_dir, model)
     if initial_epoch:
         log.info("resuming from %s at epoch %d", checkpoint_dir, initial_epoch)
-    if initial_epoch >= config.epochs or _stopped_early(history, config):
+    if initial_epoch >= config.epochs or _stopped_early(history, config) or _budget_spent(history, config):
+        # Nothing left to train (say the run ended and then failed writing its results):
+        # the kept epoch is the best one, as at the end of training.
+        log.info("%s already finished its training (epoch %d): keeping its best epoch", checkpoint_dir, initial_epoch)
+        if checkpoint_dir is not None and (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
+            model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)
         return model, history
 
     train_ds = train_dataset or data.make_dataset(
@@ -367,7 +373,7 @@ def fit(
     all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config)]
     if config.ema:
         all_callbacks.append(EMAWeights(resumed=initial_epoch > 0))
-    all_callbacks.append(RGBMetrics(val_tiles, config))
+    all_callbacks.append(RGBMetrics(val_tiles, config, history.get(ELAPSED_KEY, [0.0])[-1]))
     if checkpoint_dir is not None:
         all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
     all_callbacks += list(callbacks)
@@ -388,6 +394,13 @@ def fit(
     elif (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
         model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)  # best may predate a resume
     return model, history
+
+
+def _budget_spent(history: dict[str, list[float]], config: TrainConfig) -> bool:
+    """True when a resumed history already used the whole time budget: a rerun after the
+    budget ended finishes the run instead of training for another budget."""
+    elapsed = history.get(ELAPSED_KEY, [])
+    return bool(config.max_minutes and elapsed and elapsed[-1] >= config.max_minutes)
 
 
 def _stopped_early(history: dict[str, list[float]], config: TrainConfig) -> bool:

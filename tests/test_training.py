@@ -62,6 +62,37 @@ def test_checkpoint_resumes_where_it_stopped(tiles, tiny_config, tmp_path):
     assert json.loads((ckpt / "state.json").read_text())["epoch"] == 3
 
 
+def test_a_rerun_after_the_time_budget_keeps_the_clock_and_trains_no_further(tiles, tiny_config, tmp_path):
+    """A fit whose budget ended and which then failed (writing its results, say) is rerun:
+    it returns its best epoch at once instead of training for a whole new budget; a fit
+    stopped inside its budget goes on with the minutes it had left."""
+    import dataclasses
+
+    from colorize.model import build_unet
+    from colorize.training import BEST_WEIGHTS, ELAPSED_KEY
+
+    ckpt = tmp_path / "ckpt"
+    fit(tiny_config, *tiles, checkpoint_dir=ckpt, verbose=0)  # epochs 1-2
+
+    def clock_at(minutes):
+        state = json.loads((ckpt / "state.json").read_text())
+        state["history"][ELAPSED_KEY][-1] = minutes
+        (ckpt / "state.json").write_text(json.dumps(state))
+
+    budgeted = dataclasses.replace(tiny_config, epochs=5, max_minutes=30)
+    clock_at(31.0)  # the budget ran out at epoch 2
+    model, history = fit(budgeted, *tiles, checkpoint_dir=ckpt, verbose=0)
+    assert len(history["loss"]) == 2
+    best = build_unet(budgeted)
+    best.load_weights(ckpt / BEST_WEIGHTS)
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), np.asarray(best(x, training=False)))
+
+    clock_at(29.999)  # a moment left: the next epoch's clock goes on from there and ends the run
+    _, history = fit(budgeted, *tiles, checkpoint_dir=ckpt, verbose=0)
+    assert len(history["loss"]) == 3 and history[ELAPSED_KEY][-1] >= 30
+
+
 def test_early_stopping_stops_on_ssim(tiles):
     config = TrainConfig(image_size=32, depth=2, base_filters=4, batch_size=4, epochs=30,
                          patience=1, learning_rate=0.5)  # a huge rate makes SSIM stall at once

@@ -21,7 +21,7 @@ from colorize.calibration import calibrate
 from colorize.config import TrainConfig
 from colorize.evaluation import evaluate_photos
 from colorize.plots import plot_history, plot_results
-from colorize.training import ELAPSED_KEY, fit, score_tiles
+from colorize.training import fit, score_tiles, trained_minutes
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ def finalize(
     """Calibrate the colour on validation, evaluate on the test split at full resolution,
     write artifact, plots and metrics.json."""
     # A resumed run's own clock misses the minutes before its checkpoint; the history's has them.
-    trained_minutes = history.get(ELAPSED_KEY, [0.0])[-1]
-    train_seconds = max(train_seconds, 60.0 * trained_minutes)
+    train_seconds = max(train_seconds, 60.0 * trained_minutes(history))
     val_tiles = prepared.tiles("val")
     calibration = calibrate(model, config, val_tiles)
     artifact = Artifact(model, config, {"calibration": calibration})

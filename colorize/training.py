@@ -362,9 +362,7 @@ def fit(
         # Nothing left to train (say the run ended and then failed writing its results):
         # the kept epoch is the best one, as at the end of training.
         log.info("%s already finished its training (epoch %d): keeping its best epoch", checkpoint_dir, initial_epoch)
-        if checkpoint_dir is not None and (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
-            model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)
-        return model, history
+        return _with_best_weights(model, checkpoint_dir), history
 
     train_ds = train_dataset or data.make_dataset(
         train_tiles, config.image_size, config.batch_size, config.seed, training=True, zoom=config.zoom
@@ -373,7 +371,7 @@ def fit(
     all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config)]
     if config.ema:
         all_callbacks.append(EMAWeights(resumed=initial_epoch > 0))
-    all_callbacks.append(RGBMetrics(val_tiles, config, history.get(ELAPSED_KEY, [0.0])[-1]))
+    all_callbacks.append(RGBMetrics(val_tiles, config, trained_minutes(history)))
     if checkpoint_dir is not None:
         all_callbacks.append(EpochCheckpoint(checkpoint_dir, history))
     all_callbacks += list(callbacks)
@@ -391,16 +389,25 @@ def fit(
     )
     if checkpoint_dir is None:
         history = {k: [float(v) for v in vals] for k, vals in keras_history.history.items()}
-    elif (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
-        model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)  # best may predate a resume
-    return model, history
+    return _with_best_weights(model, checkpoint_dir), history  # best may predate a resume
+
+
+def _with_best_weights(model: keras.Model, checkpoint_dir: str | Path | None) -> keras.Model:
+    """`model` with the checkpoint's best epoch loaded, where there is one."""
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
+        model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)
+    return model
+
+
+def trained_minutes(history: dict[str, list[float]]) -> float:
+    """The minutes a fit has trained by its logged clock, resumes included (0 before any epoch)."""
+    return (history.get(ELAPSED_KEY) or [0.0])[-1]
 
 
 def _budget_spent(history: dict[str, list[float]], config: TrainConfig) -> bool:
     """True when a resumed history already used the whole time budget: a rerun after the
     budget ended finishes the run instead of training for another budget."""
-    elapsed = history.get(ELAPSED_KEY, [])
-    return bool(config.max_minutes and elapsed and elapsed[-1] >= config.max_minutes)
+    return bool(config.max_minutes) and trained_minutes(history) >= config.max_minutes
 
 
 def _stopped_early(history: dict[str, list[float]], config: TrainConfig) -> bool:

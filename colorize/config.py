@@ -20,6 +20,7 @@ LOSSES = ("mse", "ssim", "mse+ssim", "rgb", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
 MONITORS = ("ssim", "psnr", "colour")
+LR_SCHEDULES = ("exponential", "cosine")
 OUTPUT_STRIDES = (1, 2, 4)
 # Keys under an older name, still read so that saved artifacts and JSON files keep loading.
 RENAMED = {"bins_stride": "output_stride"}  # it was for the bins head only
@@ -46,7 +47,8 @@ class TrainConfig:
     rebalance: float = 0.0  # rare-colour weighting: 0 = off, 0.5 = Zhang et al.'s, 0.95 = most
     batch_size: int = 16  # images per step (per worker on Ray Train)
     learning_rate: float = 1e-3  # Adam
-    lr_decay: float = 1.0  # learning rate x this after every epoch (1 = constant)
+    lr_decay: float = 1.0  # exponential schedule: learning rate x this after every epoch (1 = constant)
+    lr_schedule: str = "exponential"  # "exponential" (x lr_decay an epoch) or "cosine": half a cosine from learning_rate to 0 over the time budget's minutes (over the epochs without one), whatever the machine's pace
     clip_norm: float = 0.0  # clip each step's gradients to this global norm (0 = off)
     ema: float = 0.0  # validate, select and keep a moving average of the weights with this momentum per step (e.g. 0.998; start-up bias corrected); 0 = off
     epochs: int = 100  # upper bound; early stopping usually ends sooner
@@ -87,6 +89,8 @@ class TrainConfig:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.clip_norm < 0:
             problems.append(f"clip_norm must not be negative, got {self.clip_norm}")
         if not 0.0 <= self.ema < 1.0:
@@ -159,7 +163,8 @@ class TrainConfig:
         return field_comments(cls)
 
 
-CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MONITORS}
+CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MONITORS,
+           "lr_schedule": LR_SCHEDULES}
 
 
 @functools.cache

@@ -120,14 +120,39 @@ class EMAWeights(keras.callbacks.Callback):
             self._swap()
 
 
-def learning_rate_at(config: TrainConfig, epoch: int) -> float:
-    """The epoch's learning rate: a function of the epoch alone, so a resumed run (or a
-    fold trained in lockstep) follows the same schedule as an uninterrupted one."""
+def learning_rate_at(config: TrainConfig, epoch: int, minutes: float | None = None) -> float:
+    """The epoch's learning rate. `exponential`: a function of the epoch alone, so a resumed
+    run (or a fold trained in lockstep) follows the same schedule as an uninterrupted one.
+    `cosine`: of the share of the time budget spent by the epoch's start (`minutes` trained
+    before it, resumes included), so the rate reaches 0 as the budget ends on any machine,
+    however many epochs that is; without a budget or a clock, of the share of `epochs`."""
+    if config.lr_schedule == "cosine":
+        timed = bool(config.max_minutes) and minutes is not None
+        done = minutes / config.max_minutes if timed else epoch / config.epochs
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
     return config.learning_rate * config.lr_decay**epoch
 
 
-def _lr_schedule(config: TrainConfig) -> keras.callbacks.Callback:
-    return keras.callbacks.LearningRateScheduler(lambda epoch, _: learning_rate_at(config, epoch))
+class LearningRateSchedule(keras.callbacks.Callback):
+    """Sets each epoch's rate (`learning_rate_at`) and logs it. The minutes before an epoch
+    are the logged ELAPSED_KEY of the epoch before it, read at the next epoch's start, when
+    every callback has written that epoch's logs: on Ray Train that is rank 0's broadcast
+    value, so all workers set the same rate. Without a logged clock (the lockstep folds of
+    a Tune trial), `minutes` stays None and the schedule counts epochs."""
+
+    def __init__(self, config: TrainConfig, minutes_before: float | None = None):
+        super().__init__()
+        self.config, self.minutes_before = config, minutes_before
+        self.last_logs: dict = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        minutes = self.last_logs.get(ELAPSED_KEY, self.minutes_before)
+        self.model.optimizer.learning_rate = learning_rate_at(self.config, epoch, minutes)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            self.last_logs = logs  # the same dict the later callbacks fill in
 
 
 def score_tiles(
@@ -368,7 +393,7 @@ def fit(
         train_tiles, config.image_size, config.batch_size, config.seed, training=True, zoom=config.zoom
     )
     early_stopping = ResumableEarlyStopping(history.get(MONITOR_KEY, []), config.patience)
-    all_callbacks: list[keras.callbacks.Callback] = [_lr_schedule(config)]
+    all_callbacks: list[keras.callbacks.Callback] = [LearningRateSchedule(config, trained_minutes(history))]
     if config.ema:
         all_callbacks.append(EMAWeights(resumed=initial_epoch > 0))
     all_callbacks.append(RGBMetrics(val_tiles, config, trained_minutes(history)))
@@ -430,7 +455,7 @@ class EpochTrainer:
         )
         self.steps = data.steps_per_epoch(len(train_tiles), config.batch_size, config.steps_per_epoch)
         self.epoch = 0
-        self.callbacks = [_lr_schedule(config)] + ([EMAWeights()] if config.ema else [])
+        self.callbacks = [LearningRateSchedule(config)] + ([EMAWeights()] if config.ema else [])
 
     def run_epoch(self) -> dict[str, float]:
         """Train one more epoch; the train loss and validation RGB scores (val_ssim, ...)."""

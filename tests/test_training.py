@@ -9,7 +9,15 @@ import pytest
 from colorize import data
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
-from colorize.training import EpochProgress, EpochTrainer, epoch_line, fit, time_left
+from colorize.training import (
+    ELAPSED_KEY,
+    EpochProgress,
+    EpochTrainer,
+    epoch_line,
+    fit,
+    learning_rate_at,
+    time_left,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -198,6 +206,44 @@ def test_learning_rate_decays_per_epoch_and_a_resumed_fit_follows_the_schedule(t
     trainer.run_epoch()
     trainer.run_epoch()
     assert np.isclose(float(trainer.model.optimizer.learning_rate), decaying.learning_rate * 0.5)
+
+
+class TenMinuteEpochs(keras.callbacks.Callback):
+    """Logs each epoch's end at (epoch + 1) x 10 minutes, as Ray Train's rank 0 broadcast
+    overwrites the clock: a budget's schedule must follow the logged clock."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[ELAPSED_KEY] = 10.0 * (epoch + 1)
+
+
+def test_the_cosine_schedule_spends_the_time_budget_and_a_resumed_fit_goes_on_from_its_minutes(
+        tiles, tiny_config, tmp_path):
+    import dataclasses
+    import math
+
+    budgeted = dataclasses.replace(tiny_config, lr_schedule="cosine", max_minutes=40, epochs=10, patience=0,
+                                   lr_decay=0.5)  # ignored by the cosine schedule
+    half_cosine = [budgeted.learning_rate * 0.5 * (1 + math.cos(math.pi * m / 40)) for m in (0, 10, 20, 30)]
+    recorder = Recorder()
+    fit(dataclasses.replace(budgeted, epochs=2), *tiles, callbacks=[TenMinuteEpochs(), recorder],
+        checkpoint_dir=tmp_path / "ckpt", verbose=0)
+    assert np.allclose([log["learning_rate"] for log in recorder.logs], half_cosine[:2])
+    state_file = tmp_path / "ckpt" / "state.json"  # the checkpoint's clock is its own, not the broadcast's:
+    state = json.loads(state_file.read_text())     # say it trained those 20 minutes
+    state["history"][ELAPSED_KEY] = [10.0, 20.0]
+    state_file.write_text(json.dumps(state))
+    recorder = Recorder()  # the rerun starts at 20 of its 40 minutes; the budget ends it after epoch 4
+    fit(budgeted, *tiles, callbacks=[TenMinuteEpochs(), recorder], checkpoint_dir=tmp_path / "ckpt", verbose=0)
+    assert np.allclose([log["learning_rate"] for log in recorder.logs], half_cosine[2:])
+    # Without a budget, or in a Tune trial's lockstep folds (no clock), it spans the epochs.
+    assert learning_rate_at(dataclasses.replace(budgeted, max_minutes=0), 5, 30.0) == pytest.approx(
+        budgeted.learning_rate / 2)
+    trainer = EpochTrainer(dataclasses.replace(budgeted, epochs=4), *tiles)
+    trainer.run_epoch()
+    trainer.run_epoch()
+    assert float(trainer.model.optimizer.learning_rate) == pytest.approx(half_cosine[1])  # epoch 1 of 4
+    with pytest.raises(ColorizeError, match="lr_schedule must be one of exponential, cosine"):
+        dataclasses.replace(budgeted, lr_schedule="linear")
 
 
 def test_weight_averaging_never_trains_on_the_average_and_keeps_what_it_validated(tiles, tiny_config, tmp_path):

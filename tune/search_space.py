@@ -34,7 +34,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",
     "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context", "ema", "clip_norm",
-    "zoom", "output_stride",
+    "zoom", "output_stride", "lr_schedule",
 )
 
 

@@ -91,6 +91,9 @@ class TrainConfig:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        elif self.lr_schedule == "cosine" and self.lr_decay != 1.0:  # refused, not silently ignored
+            problems.append(f"lr_decay {self.lr_decay:g} is the exponential schedule's: give lr_schedule "
+                            "exponential with it, or leave it at 1 under cosine")
         if self.clip_norm < 0:
             problems.append(f"clip_norm must not be negative, got {self.clip_norm}")
         if not 0.0 <= self.ema < 1.0:

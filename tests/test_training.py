@@ -221,8 +221,7 @@ def test_the_cosine_schedule_spends_the_time_budget_and_a_resumed_fit_goes_on_fr
     import dataclasses
     import math
 
-    budgeted = dataclasses.replace(tiny_config, lr_schedule="cosine", max_minutes=40, epochs=10, patience=0,
-                                   lr_decay=0.5)  # ignored by the cosine schedule
+    budgeted = dataclasses.replace(tiny_config, lr_schedule="cosine", max_minutes=40, epochs=10, patience=0)
     half_cosine = [budgeted.learning_rate * 0.5 * (1 + math.cos(math.pi * m / 40)) for m in (0, 10, 20, 30)]
     recorder = Recorder()
     fit(dataclasses.replace(budgeted, epochs=2), *tiles, callbacks=[TenMinuteEpochs(), recorder],
@@ -244,6 +243,8 @@ def test_the_cosine_schedule_spends_the_time_budget_and_a_resumed_fit_goes_on_fr
     assert float(trainer.model.optimizer.learning_rate) == pytest.approx(half_cosine[1])  # epoch 1 of 4
     with pytest.raises(ColorizeError, match="lr_schedule must be one of exponential, cosine"):
         dataclasses.replace(budgeted, lr_schedule="linear")
+    with pytest.raises(ColorizeError, match="lr_decay 0.95 is the exponential schedule's"):
+        dataclasses.replace(budgeted, lr_decay=0.95)  # a decay the cosine would ignore
 
 
 def test_weight_averaging_never_trains_on_the_average_and_keeps_what_it_validated(tiles, tiny_config, tmp_path):

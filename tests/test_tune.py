@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -97,6 +98,33 @@ def test_bad_space_files_are_clear_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ColorizeError, match=message):
         search_space.validate_space(search_space.load_space(path), TrainConfig(image_size=32))
+
+
+@pytest.mark.parametrize(
+    ("text", "clash"),
+    [
+        ("lr_schedule: [exponential, cosine]\nlr_decay: [0.9, 1.0]", "lr_schedule='cosine', lr_decay=0.9"),
+        ("rebalance: [0.0, 0.5]", "loss='ssim', rebalance=0.5"),  # the default losses hold ssim
+        ("depth: {low: 1, high: 3}\noutput_stride: [1, 4]", "depth=1, output_stride=4"),
+    ],
+)
+def test_values_that_clash_are_refused_before_any_trial(tmp_path, text, clash):
+    """Each value passes alone; together a trial would refuse them, so the space is refused,
+    naming only the clashing values."""
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(ColorizeError, match="search values " + re.escape(clash) + " cannot go together"):
+        search_space.validate_space(search_space.load_space(path), TrainConfig(image_size=32))
+
+
+def test_a_clash_that_another_searched_value_rules_out_passes(monkeypatch):
+    space = search_space.load_space({"rebalance": [0.0, 0.5], "head": ["bins"]})  # bins weighs any loss
+    search_space.validate_space(space, TrainConfig(image_size=32))
+    # a space too large to enumerate is sampled, and a clash in most of it still found
+    monkeypatch.setattr(search_space, "MAX_COMBINATIONS", 8)
+    with pytest.raises(ColorizeError, match="lr_schedule='cosine'"):
+        search_space.validate_space({"lr_schedule": ["cosine"], "lr_decay": [0.9, 0.95], "loss": ["mse", "ssim"],
+                                     "batch_size": [8, 16, 32]}, TrainConfig(image_size=32))
 
 
 # --- clear errors before any trial starts -------------------------------------------------

@@ -12,12 +12,17 @@ a list of choices or a range:
     monitor: [ssim, colour]
 
 A file's entries are merged over DEFAULT_SPACE (batch size and loss); names outside
-SEARCHABLE, empty lists and malformed ranges are errors, raised before any trial starts.
+SEARCHABLE, empty lists, malformed ranges and values that clash with each other (a trial
+would refuse them together: `lr_decay` under the cosine schedule, `rebalance` with loss
+`ssim` on the regression head) are errors, raised before any trial starts.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,10 @@ SEARCHABLE = (
     "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context", "ema", "clip_norm",
     "zoom", "output_stride", "lr_schedule",
 )
+
+# Every combination of the candidate values is checked when the space has at most this
+# many (a TrainConfig costs microseconds); a larger one, a seeded sample of as many.
+MAX_COMBINATIONS = 4096
 
 
 def load_space(source: str | Path | dict | None) -> dict[str, Any]:
@@ -89,6 +98,39 @@ def validate_space(space: dict[str, Any], base: TrainConfig) -> None:
                 f"search parameter {name!r} must be a list of choices or {{low: .., high: ..}}, "
                 f"got {values!r}"
             )
+    _check_combinations(space, base)
+
+
+def _check_combinations(space: dict[str, Any], base: TrainConfig) -> None:
+    """Raise ColorizeError naming the fewest searched values that TrainConfig refuses
+    together: otherwise the trials that draw them fail at their start, each retried."""
+    names = list(space)
+    candidates = [values_of(space, name) for name in names]  # a range's two ends
+    if math.prod(map(len, candidates)) <= MAX_COMBINATIONS:
+        combinations = itertools.product(*candidates)
+    else:
+        rng = random.Random(0)
+        combinations = ([rng.choice(c) for c in candidates] for _ in range(MAX_COMBINATIONS))
+    for combination in combinations:
+        values = dict(zip(names, combination, strict=True))
+        if _refusal(values, base) is None:
+            continue
+        for name in names:  # drop each value the refusal does not need
+            fewer = {k: v for k, v in values.items() if k != name}
+            if _refusal(fewer, base) is not None:
+                values = fewer
+        reason = _refusal(values, base).removeprefix("invalid configuration: ")
+        clash = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        raise ColorizeError(f"search values {clash} cannot go together ({reason}); "
+                            "narrow a list so that every combination is valid")
+
+
+def _refusal(values: dict[str, Any], base: TrainConfig) -> str | None:
+    try:
+        TrainConfig.from_dict(values, base)
+    except ColorizeError as exc:
+        return str(exc)
+    return None
 
 
 def _check_range(name: str, spec: dict, base: TrainConfig) -> None:

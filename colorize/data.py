@@ -248,7 +248,7 @@ def photos_from(source: DataSource) -> list[Photo]:
         return _photos_of(sources[0], "")
     photos: list[Photo] = []
     seen: set[str] = set()
-    for folder, label in zip(sources, _labels(sources), strict=True):
+    for folder, label in zip(sources, folder_labels(sources), strict=True):
         for photo in _photos_of(folder, label + "/"):
             key = os.path.realpath(photo.path) if photo.path is not None else photo.name
             if key not in seen:
@@ -264,7 +264,7 @@ def _photos_of(source: str, prefix: str) -> list[Photo]:
     return sample_photos(prefix) if source == SAMPLE else folder_photos(source, prefix)
 
 
-def _labels(sources: list[str]) -> list[str]:
+def folder_labels(sources: list[str]) -> list[str]:
     """Shortest distinct trailing path parts: bsds500/train, bsds500/val -> train, val."""
     parts = [
         (SAMPLE,) if s == SAMPLE else Path(s).expanduser().absolute().parts[1:] or ("root",)

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from colorize import data
 from colorize import metrics as metrics_lib
 from colorize.artifact import Artifact, save_artifact
 from colorize.calibration import calibrate
 from colorize.config import TrainConfig
+from colorize.errors import ColorizeError
 from colorize.evaluation import evaluate_photos
 from colorize.plots import plot_history, plot_results
 from colorize.training import fit, score_tiles, trained_minutes
@@ -37,6 +39,7 @@ class PreparedData:
     split: data.Split
     test_source: str | list[str] | None = None  # a separate test set: the split has no test part
     working_share: float = 0.0  # TrainConfig.working_share: the training tiles' mix of scales
+    val_source: str | list[str] | None = None  # a separate validation set: the split's val part
 
     def tiles(self, part: str):
         """Training gets every view of its photos; validation and test the working scale."""
@@ -46,8 +49,13 @@ class PreparedData:
     def photos(self, part: str) -> list[data.Photo]:
         if part == "test" and self.test_source is not None:
             return data.photos_from(self.test_source)
-        by_name = {p.name: p for p in data.photos_from(self.source)}
+        by_name = {p.name: p for p in data.photos_from(self.loaded_sources())}
         return [by_name[self.photoset.names[i]] for i in getattr(self.split, part)]
+
+    def loaded_sources(self) -> list[str]:
+        """The folders the photo set was decoded from: --data, then --val-data."""
+        extra = data.data_sources(self.val_source) if self.val_source is not None else []
+        return data.data_sources(self.source) + extra
 
     def info(self) -> dict:
         return {
@@ -57,16 +65,26 @@ class PreparedData:
             | {"test": len(self.photos("test")) if self.test_source else len(self.split.test)},
             "tiles": {part: len(self.tiles(part)) for part in ("train", "val")},
             **({"test_source": self.test_source} if self.test_source else {}),
+            **({"val_source": self.val_source} if self.val_source else {}),
             "skipped": len(self.photoset.skipped),
         }
 
 
 def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
-                 test_source: data.DataSource | None = None) -> PreparedData:
+                 test_source: data.DataSource | None = None,
+                 val_source: data.DataSource | None = None) -> PreparedData:
     """Load `source` and split it by photo: 70/15/15, or 85/15 train/validation when a
-    separate `test_source` (say a benchmark's test folder) is what the model is scored on."""
+    separate `test_source` (say a benchmark's test folder) is what the model is scored on.
+    A separate `val_source` is the validation split (model selection and the colour
+    calibration, so its photos should be like those the model will colour, e.g. a
+    benchmark's own validation folder): `source` then gives only training (and test) photos."""
     if test_source is not None:
         data.photos_from(test_source)  # a missing or empty folder fails here, before any decoding
+        _refuse_overlap("--test-data", test_source, "--data", source)
+        if val_source is not None:
+            _refuse_overlap("--test-data", test_source, "--val-data", val_source)
+    if val_source is not None:
+        return _prepare_with_val(source, val_source, config, cache_dir, test_source)
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
     if test_source is None:
         split = data.split_photos(len(photoset.names), config.seed)
@@ -77,16 +95,70 @@ def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
                         config.working_share)
 
 
+def _prepare_with_val(source: data.DataSource, val_source: data.DataSource, config: TrainConfig,
+                      cache_dir, test_source: data.DataSource | None) -> PreparedData:
+    """`source` and `val_source` decoded as one photo set (one cache entry); the photos of
+    `val_source` are the validation split, the rest train (85/15 train/test without a
+    `test_source`)."""
+    train_folders, val_folders = data.data_sources(source), data.data_sources(val_source)
+    data.photos_from(val_source)  # a missing or empty folder fails here, before any decoding
+    _refuse_overlap("--val-data", val_source, "--data", source)
+    folders = train_folders + val_folders
+    # Several folders name each photo "<label>/<path>"; the validation folders' labels say
+    # which decoded photos are validation (a file reached through both is taken once, for training).
+    val_labels = tuple(label + "/" for label in data.folder_labels(folders)[len(train_folders):])
+    photoset = data.load_photoset(folders, config.image_size, cache_dir, views=config.views)
+    is_val = np.array([name.startswith(val_labels) for name in photoset.names], dtype=bool)
+    val, rest = np.flatnonzero(is_val), np.flatnonzero(~is_val)
+    if not len(val) or not len(rest):
+        empty = "--val-data" if not len(val) else "--data"
+        raise ColorizeError(f"{empty} has no usable colour photo (greyscale and undecodable "
+                            "files are skipped)")
+    if test_source is not None:
+        train, test = rest, np.zeros(0, dtype=rest.dtype)
+    else:
+        if len(rest) < 2:
+            raise ColorizeError("--data needs at least 2 usable photos to split into train/test "
+                                "(or give --test-data)")
+        order = np.random.default_rng(config.seed).permutation(rest)
+        n_test = max(1, int(round(len(rest) * data.NO_TEST_FRACTIONS[1])))
+        train, test = np.sort(order[n_test:]), np.sort(order[:n_test])
+    return PreparedData(
+        data.normalize_source(source), photoset, data.Split(train, val, test),
+        data.normalize_source(test_source) if test_source is not None else None,
+        config.working_share, data.normalize_source(val_source),
+    )
+
+
+def _refuse_overlap(flag: str, held_out: data.DataSource, other_flag: str,
+                    other: data.DataSource) -> None:
+    """Held-out photos (validation, test) must not be among those the model trains on."""
+    for folder in data.data_sources(held_out):
+        for used in data.data_sources(other):
+            if _overlap(folder, used):
+                raise ColorizeError(f"{flag} {folder} overlaps {other_flag} {used}: held-out "
+                                    "photos must not be trained on; give each folder once")
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two data folders share photos: the same folder, or one inside the other."""
+    if data.SAMPLE in (a, b):
+        return a == b
+    pa, pb = (Path(f).expanduser().resolve() for f in (a, b))
+    return pa == pb or pa.is_relative_to(pb) or pb.is_relative_to(pa)
+
+
 def run_fit(
     config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1,
     callbacks=(), test_source: data.DataSource | None = None,
+    val_source: data.DataSource | None = None,
 ) -> dict:
-    """Train on the train split, stop early on validation, evaluate on test (the split's, or
-    `test_source`); write outputs. `callbacks` (Keras) see each epoch's logs with the
-    validation scores in them."""
+    """Train on the train split, stop early on validation (the split's, or `val_source`),
+    evaluate on test (the split's, or `test_source`); write outputs. `callbacks` (Keras) see
+    each epoch's logs with the validation scores in them."""
     out_dir = Path(out_dir)
     started = time.time()
-    prepared = prepare_data(source, config, cache_dir, test_source)
+    prepared = prepare_data(source, config, cache_dir, test_source, val_source)
     log.info("data: %s", json.dumps(prepared.info()))
     model, history = fit(
         config,

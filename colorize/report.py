@@ -83,6 +83,7 @@ def _header(out_dir: Path, metrics: dict, metadata: dict) -> str:
         f"<h1>Colorization model: {_e(out_dir.name)}</h1>"
         f"<p class='sub'>written {_e(when)} · data <code>{_e(data.get('source', '?'))}</code> "
         f"({counts} photos train / val / test"
+        + (f", validation from <code>{_e(data['val_source'])}</code>" if data.get("val_source") else "")
         + (f", test from <code>{_e(data['test_source'])}</code>" if data.get("test_source") else "")
         + ") · model artifact <code>model/</code> "
         "(load with <code>colorize evaluate|predict</code> or the Serve endpoint)</p>"

@@ -1,5 +1,7 @@
 """colorize/data.py: discovery, skipping, tiling, cache, splits, k-fold and tf.data."""
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -253,6 +255,48 @@ def test_a_separate_test_folder_leaves_the_split_85_15_and_is_what_test_reads(tm
     (tmp_path / "empty").mkdir()
     with pytest.raises(ColorizeError, match="empty"):
         prepare_data(train, TrainConfig(image_size=32), cache_dir, test_source=tmp_path / "empty")
+
+
+def test_a_separate_validation_folder_is_the_val_split_and_never_trained_on(tmp_path, cache_dir):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
+    train = write_photos(tmp_path / "train", 20)
+    val = write_photos(tmp_path / "val", 4, seed=3, size=(40, 56))
+    bench = write_photos(tmp_path / "bench", 3, seed=5)
+    config = TrainConfig(image_size=32)
+    prepared = prepare_data(train, config, cache_dir, test_source=bench, val_source=val)
+    assert [len(prepared.split.train), len(prepared.split.val), len(prepared.split.test)] == [20, 4, 0]
+    assert [p.path.parent for p in prepared.photos("val")] == [val] * 4
+    assert {p.path.parent for p in prepared.photos("train")} == {train}
+    assert prepared.info()["photos"] == {"train": 20, "val": 4, "test": 3}
+    assert prepared.info()["val_source"] == str(val)
+    # Without a test folder, --data gives the test photos too (85/15), validation stays --val-data.
+    alone = prepare_data(train, config, cache_dir, val_source=val)
+    assert [len(alone.split.train), len(alone.split.val), len(alone.split.test)] == [17, 4, 3]
+    assert {p.path.parent for p in alone.photos("test")} == {train}
+
+
+@pytest.mark.parametrize("held_out", ["same", "inside", "empty"])
+@pytest.mark.parametrize("flag", ["val", "test"])
+def test_a_held_out_folder_that_overlaps_the_training_data_or_is_empty_is_refused(
+        tmp_path, cache_dir, held_out, flag):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
+    train = write_photos(tmp_path / "train", 6)
+    folder = {"same": lambda: train, "inside": lambda: write_photos(train / "held", 2, seed=4),
+              "empty": lambda: tmp_path / "empty"}[held_out]()
+    folder.mkdir(exist_ok=True)
+    words = f"--{flag}-data {folder} overlaps --data {train}" if held_out != "empty" else "empty"
+    with pytest.raises(ColorizeError, match=re.escape(words)):
+        prepare_data(train, TrainConfig(image_size=32), cache_dir, **{f"{flag}_source": folder})
+    # A test folder is not a validation folder either.
+    if held_out == "same" and flag == "val":
+        other = write_photos(tmp_path / "other", 3)
+        with pytest.raises(ColorizeError, match="--test-data .* overlaps --val-data"):
+            prepare_data(other, TrainConfig(image_size=32), cache_dir, val_source=train,
+                         test_source=train)
 
 
 def test_working_share_repeats_the_working_scale_tiles_and_keeps_every_other_once():

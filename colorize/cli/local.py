@@ -23,6 +23,10 @@ def register(sub) -> None:
     add_data_option(fit_p, flag="--test-data", default=None,
                     help="score on these photos (a benchmark's test folder; repeatable) and "
                          "split --data 85/15 into training and validation only")
+    add_data_option(fit_p, flag="--val-data", default=None,
+                    help="validate on these photos (a benchmark's validation folder, or photos "
+                         "like those you will colour; repeatable): they select the epoch and "
+                         "calibrate the colour, and --data is then all training (and test)")
     fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
     add_config_options(fit_p, auto=True)
     fit_p.set_defaults(func=_cmd_fit)
@@ -78,7 +82,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
         metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress,
-                          test_source=args.test_data)
+                          test_source=args.test_data, val_source=args.val_data)
     test = metrics["test"]
     print(quality_table(test))
     print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")

@@ -120,9 +120,9 @@ def _prepare_with_val(source: data.DataSource, val_source: data.DataSource, conf
         if len(rest) < 2:
             raise ColorizeError("--data needs at least 2 usable photos to split into train/test "
                                 "(or give --test-data)")
-        order = np.random.default_rng(config.seed).permutation(rest)
-        n_test = max(1, int(round(len(rest) * data.NO_TEST_FRACTIONS[1])))
-        train, test = np.sort(order[n_test:]), np.sort(order[:n_test])
+        # The same 85/15 cut as a split without --val-data; its second part is the test here.
+        cut = data.split_photos(len(rest), config.seed, data.NO_TEST_FRACTIONS)
+        train, test = rest[cut.train], rest[cut.val]
     return PreparedData(
         data.normalize_source(source), photoset, data.Split(train, val, test),
         data.normalize_source(test_source) if test_source is not None else None,

@@ -33,6 +33,7 @@ class TrainConfig:
     image_size: int = 64  # training crop side in px; must be a multiple of 2**depth
     views: int = 1  # training views per photo: 1 = the whole photo at the working scale; N adds views cut at 2..N x that scale
     working_share: float = 0.0  # with views > 1: share of training samples at the working scale (its tiles repeated); 0 = as cut (~20 % at views 2)
+    folder_balance: float = 1.0  # several --data folders: each folder's share of training samples goes as its size^this (1 = by size, as loaded; 0 = every folder alike; 0.5 = as the square root), a smaller folder's tiles repeated
     depth: int = 3  # U-Net down-sampling levels
     base_filters: int = 32  # filters of the first level, doubled at each level down
     batch_norm: bool = True  # BatchNorm after every convolution
@@ -83,6 +84,8 @@ class TrainConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.working_share < 1.0:
             problems.append(f"working_share must be in [0, 1), got {self.working_share}")
+        if not 0.0 <= self.folder_balance <= 1.0:
+            problems.append(f"folder_balance must be in [0, 1], got {self.folder_balance}")
         if not 1.0 <= self.zoom <= MAX_ZOOM:
             problems.append(f"zoom must be in [1, {MAX_ZOOM:g}], got {self.zoom}")
         if self.learning_rate <= 0:

@@ -62,13 +62,13 @@ class PhotoSet:
     scale: np.ndarray | None = None  # (N,) 1 = working scale, s = cut from the photo at s x
 
     def tiles_of(self, photo_indices: Sequence[int], all_views: bool = False,
-                 working_share: float = 0.0) -> np.ndarray:
-        """Tiles of these photos: the working scale only, or every view (for training), with
-        the working-scale ones repeated to about `working_share` of them (see
-        `oversample_working_scale`)."""
+                 working_share: float = 0.0, folder: np.ndarray | None = None,
+                 folder_balance: float = 1.0) -> np.ndarray:
+        """Tiles of these photos: the working scale only, or every view (for training), mixed
+        as `mix_training_tiles` says."""
         indices = np.flatnonzero(self.mask_of(photo_indices, all_views))
-        if all_views and self.scale is not None:
-            indices = oversample_working_scale(indices, self.scale, working_share)
+        if all_views:
+            indices = mix_training_tiles(indices, self.scale, working_share, folder, folder_balance)
         return self.tiles[indices]
 
     def mask_of(self, photo_indices: Sequence[int], all_views: bool = False) -> np.ndarray:
@@ -76,6 +76,18 @@ class PhotoSet:
         if not all_views and self.scale is not None:
             mask &= self.scale == 1
         return mask
+
+
+def mix_training_tiles(indices: np.ndarray, scale: np.ndarray | None, working_share: float,
+                       folder: np.ndarray | None, folder_balance: float) -> np.ndarray:
+    """Training tile `indices` with the working scale's share raised to `working_share`
+    (`oversample_working_scale`), then the folders' shares evened by `folder_balance`
+    (`balance_folders`; `folder`: each tile's folder number, None for one folder)."""
+    if scale is not None:
+        indices = oversample_working_scale(indices, scale, working_share)
+    if folder is not None:
+        indices = balance_folders(indices, folder, folder_balance)
+    return indices
 
 
 def oversample_working_scale(indices: np.ndarray, scale: np.ndarray, share: float) -> np.ndarray:
@@ -89,6 +101,33 @@ def oversample_working_scale(indices: np.ndarray, scale: np.ndarray, share: floa
         return indices
     repeats = max(1, round(share * len(closer) / ((1 - share) * len(working))))
     return np.concatenate([closer] + [working] * repeats)
+
+
+def balance_folders(indices: np.ndarray, folder: np.ndarray, exponent: float) -> np.ndarray:
+    """Training tile `indices` with each folder's repeated a whole number of times, so that a
+    folder's share of them goes about as its tile count ** `exponent` (`folder`: each tile's
+    folder number). 1 keeps them as they are (a folder's share is its size); 0 makes every
+    folder's share alike; between, a small folder is not drowned by a large one, nor repeated
+    as often as to match it (the sampling of multilingual corpora: shares as size ** alpha).
+    The largest folder is never repeated."""
+    if exponent >= 1 or not len(indices):
+        return indices
+    groups = [indices[folder[indices] == f] for f in np.unique(folder[indices])]
+    largest = max(len(g) for g in groups)
+    # a share as n ** exponent is a weight per tile of n ** (exponent - 1), relative to the largest
+    repeats = [max(1, round((largest / len(g)) ** (1 - exponent))) for g in groups]
+    return np.concatenate([np.tile(g, r) for g, r in zip(groups, repeats, strict=True)])
+
+
+def folder_numbers(names: Sequence[str], sources: list[str]) -> np.ndarray:
+    """Each photo's folder, as an index into `sources`: several folders name their photos
+    '<label>/<path>' (`photos_from`); one folder's photos are all 0."""
+    if len(sources) < 2:
+        return np.zeros(len(names), dtype=np.int64)
+    labels = [label + "/" for label in folder_labels(sources)]
+    by_length = sorted(range(len(labels)), key=lambda i: -len(labels[i]))  # "a/b/" before "b/"
+    return np.array([next((i for i in by_length if name.startswith(labels[i])), 0) for name in names],
+                    dtype=np.int64)
 
 
 # --- discovery ----------------------------------------------------------------------------

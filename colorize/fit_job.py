@@ -40,11 +40,23 @@ class PreparedData:
     test_source: str | list[str] | None = None  # a separate test set: the split has no test part
     working_share: float = 0.0  # TrainConfig.working_share: the training tiles' mix of scales
     val_source: str | list[str] | None = None  # a separate validation set: the split's val part
+    folder_balance: float = 1.0  # TrainConfig.folder_balance: the training tiles' mix of folders
 
     def tiles(self, part: str):
-        """Training gets every view of its photos; validation and test the working scale."""
-        return self.photoset.tiles_of(getattr(self.split, part), all_views=part == "train",
-                                      working_share=self.working_share)
+        """Training gets every view of its photos, its folders mixed as `folder_balance` says;
+        validation and test the working scale."""
+        train = part == "train"
+        return self.photoset.tiles_of(getattr(self.split, part), all_views=train,
+                                      working_share=self.working_share,
+                                      folder=self.tile_folders() if train else None,
+                                      folder_balance=self.folder_balance)
+
+    def tile_folders(self) -> np.ndarray | None:
+        """Each tile's folder (an index into `loaded_sources()`); None for one folder."""
+        sources = self.loaded_sources()
+        if len(sources) < 2:
+            return None
+        return data.folder_numbers(self.photoset.names, sources)[self.photoset.owner]
 
     def photos(self, part: str) -> list[data.Photo]:
         if part == "test" and self.test_source is not None:
@@ -83,6 +95,13 @@ def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
         _refuse_overlap("--test-data", test_source, "--data", source)
         if val_source is not None:
             _refuse_overlap("--test-data", test_source, "--val-data", val_source)
+    prepared = _prepare(source, config, cache_dir, test_source, val_source)
+    prepared.folder_balance = config.folder_balance
+    return prepared
+
+
+def _prepare(source: data.DataSource, config: TrainConfig, cache_dir,
+             test_source: data.DataSource | None, val_source: data.DataSource | None) -> PreparedData:
     if val_source is not None:
         return _prepare_with_val(source, val_source, config, cache_dir, test_source)
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)

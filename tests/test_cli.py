@@ -76,6 +76,7 @@ def test_evaluate_and_predict(fitted, tiny_photos, tmp_path):
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--output-stride", "3"], "output_stride must be one of 1, 2, 4"),
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--bins-stride", "3"], "output_stride must be one of"),  # its older name
     (["fit", "--data", "sample", "--out", "{tmp}/o", "--working-share", "1"], "working_share must be in [0, 1)"),
+    (["fit", "--data", "sample", "--out", "{tmp}/o", "--folder-balance", "-1"], "folder_balance must be in [0, 1]"),
     (["fit", "--data", "sample", "--val-data", "sample", "--out", "{tmp}/o"], "--val-data sample overlaps --data sample"),
     (["fit", "--data", "sample", "--val-data", "{tmp}/nowhere", "--out", "{tmp}/o"], "data folder not found"),
     (["evaluate", "{tmp}", "--data", "sample"], "not a colorize model"),

@@ -311,6 +311,43 @@ def test_working_share_repeats_the_working_scale_tiles_and_keeps_every_other_onc
     assert np.array_equal(data.oversample_working_scale(only_working, scale, 0.5), only_working)
 
 
+def test_folder_balance_repeats_the_smaller_folders_toward_equal_shares():
+    folder = np.array([0] * 10 + [1] * 40 + [2] * 160)
+    indices = np.arange(len(folder))
+    assert np.array_equal(data.balance_folders(indices, folder, 1.0), indices)  # shares by size
+    alike = data.balance_folders(indices, folder, 0.0)
+    assert np.bincount(folder[alike]).tolist() == [160, 160, 160]  # every folder alike
+    between = data.balance_folders(indices, folder, 0.5)  # shares as sqrt(size): 1 : 2 : 4
+    assert np.bincount(folder[between]).tolist() == [40, 80, 160]
+    assert sorted(set(between.tolist())) == indices.tolist()  # every tile kept, the largest once
+    assert np.array_equal(np.sort(between[folder[between] == 2]), np.arange(50, 210))
+
+
+def test_folder_numbers_follow_the_labels_of_several_folders():
+    sources = ["/d/bsds500/train", "/d/bsds500/val", "/d/imagenet"]
+    names = ["val/a.jpg", "imagenet/x/b.png", "train/c.jpg", "train/val/d.jpg"]
+    assert data.folder_numbers(names, sources).tolist() == [1, 2, 0, 0]
+    assert data.folder_numbers(names, ["/d/one"]).tolist() == [0, 0, 0, 0]
+
+
+def test_folder_balance_evens_the_training_folders_and_never_changes_validation(tmp_path, cache_dir):
+    from colorize.config import TrainConfig
+    from colorize.fit_job import prepare_data
+
+    small, large = write_photos(tmp_path / "small", 6), write_photos(tmp_path / "large", 24, seed=1)
+    as_loaded = prepare_data([small, large], TrainConfig(image_size=32), cache_dir)
+    balanced = prepare_data([small, large], TrainConfig(image_size=32, folder_balance=0.0), cache_dir)
+    assert np.array_equal(balanced.split.train, as_loaded.split.train)  # the same photos train
+    folder = balanced.tile_folders()
+    in_train = balanced.photoset.mask_of(balanced.split.train, all_views=True)
+    few, many = np.bincount(folder[in_train])  # training tiles from each folder
+    assert few < many / 2
+    plain, evened = as_loaded.tiles("train"), balanced.tiles("train")
+    assert len(plain) == few + many and len(evened) == few * round(many / few) + many
+    assert np.array_equal(balanced.tiles("val"), as_loaded.tiles("val"))
+    assert prepare_data(small, TrainConfig(image_size=32, folder_balance=0.0), cache_dir).tile_folders() is None
+
+
 def test_training_tiles_follow_working_share_and_validation_never_changes(tmp_path, cache_dir):
     from colorize.config import TrainConfig
     from colorize.fit_job import prepare_data

@@ -34,7 +34,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "loss": list(LOSSES),
 }
 
-# Fields a search may vary; the rest (image size, views and working_share, which shape the
+# Fields a search may vary; the rest (image size, views, working_share and folder_balance, which shape the
 # shared tiles and folds, seed, ...) are fixed by CLI options.
 SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",

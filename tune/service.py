@@ -269,7 +269,7 @@ def _tune_signals():
 
 def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     """Tiles of the train+validation photos and k folds over them (by photo)."""
-    from colorize.data import describe_source, kfold, oversample_working_scale
+    from colorize.data import describe_source, kfold, mix_training_tiles
     from colorize.fit_job import prepare_data
 
     prepared = prepare_data(request.data, base, request.cache_dir)
@@ -283,8 +283,11 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     in_pool = photoset.mask_of(pool, all_views=True)
     tiles, owner = photoset.tiles[in_pool], photoset.owner[in_pool]
     scale = photoset.scale[in_pool] if photoset.scale is not None else np.ones(len(tiles), np.uint8)
+    folder = prepared.tile_folders()
+    folder = folder[in_pool] if folder is not None else None
     folds = tuple(  # folds train on every view of their photos, are scored at the working scale
-        (oversample_working_scale(np.flatnonzero(np.isin(owner, train)), scale, base.working_share),
+        (mix_training_tiles(np.flatnonzero(np.isin(owner, train)), scale, base.working_share,
+                            folder, base.folder_balance),
          np.flatnonzero(np.isin(owner, held) & (scale == 1)))
         for train, held in kfold(pool, request.folds, base.seed)
     )

@@ -125,7 +125,8 @@ def folder_numbers(names: Sequence[str], sources: list[str]) -> np.ndarray:
     if len(sources) < 2:
         return np.zeros(len(names), dtype=np.int64)
     labels = [label + "/" for label in folder_labels(sources)]
-    by_length = sorted(range(len(labels)), key=lambda i: -len(labels[i]))  # "a/b/" before "b/"
+    # the longest label first: 'sample/train/' before the built-in sample's 'sample/'
+    by_length = sorted(range(len(labels)), key=lambda i: -len(labels[i]))
     return np.array([next((i for i in by_length if name.startswith(labels[i])), 0) for name in names],
                     dtype=np.int64)
 

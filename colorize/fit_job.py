@@ -123,11 +123,10 @@ def _prepare_with_val(source: data.DataSource, val_source: data.DataSource, conf
     data.photos_from(val_source)  # a missing or empty folder fails here, before any decoding
     _refuse_overlap("--val-data", val_source, "--data", source)
     folders = train_folders + val_folders
-    # Several folders name each photo "<label>/<path>"; the validation folders' labels say
-    # which decoded photos are validation (a file reached through both is taken once, for training).
-    val_labels = tuple(label + "/" for label in data.folder_labels(folders)[len(train_folders):])
     photoset = data.load_photoset(folders, config.image_size, cache_dir, views=config.views)
-    is_val = np.array([name.startswith(val_labels) for name in photoset.names], dtype=bool)
+    # The photos of the validation folders (listed last) are validation; a file reached
+    # through both is taken once, for training.
+    is_val = data.folder_numbers(photoset.names, folders) >= len(train_folders)
     val, rest = np.flatnonzero(is_val), np.flatnonzero(~is_val)
     if not len(val) or not len(rest):
         empty = "--val-data" if not len(val) else "--data"

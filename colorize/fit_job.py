@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -96,8 +96,8 @@ def prepare_data(source: data.DataSource, config: TrainConfig, cache_dir=None,
         if val_source is not None:
             _refuse_overlap("--test-data", test_source, "--val-data", val_source)
     prepared = _prepare(source, config, cache_dir, test_source, val_source)
-    prepared.folder_balance = config.folder_balance
-    return prepared
+    # How the training tiles are mixed (scales, folders) is the config's, whichever way the split was made.
+    return replace(prepared, working_share=config.working_share, folder_balance=config.folder_balance)
 
 
 def _prepare(source: data.DataSource, config: TrainConfig, cache_dir,
@@ -107,11 +107,9 @@ def _prepare(source: data.DataSource, config: TrainConfig, cache_dir,
     photoset = data.load_photoset(source, config.image_size, cache_dir, views=config.views)
     if test_source is None:
         split = data.split_photos(len(photoset.names), config.seed)
-        return PreparedData(data.normalize_source(source), photoset, split,
-                            working_share=config.working_share)
+        return PreparedData(data.normalize_source(source), photoset, split)
     split = data.split_photos(len(photoset.names), config.seed, data.NO_TEST_FRACTIONS)
-    return PreparedData(data.normalize_source(source), photoset, split, data.normalize_source(test_source),
-                        config.working_share)
+    return PreparedData(data.normalize_source(source), photoset, split, data.normalize_source(test_source))
 
 
 def _prepare_with_val(source: data.DataSource, val_source: data.DataSource, config: TrainConfig,
@@ -144,7 +142,7 @@ def _prepare_with_val(source: data.DataSource, val_source: data.DataSource, conf
     return PreparedData(
         data.normalize_source(source), photoset, data.Split(train, val, test),
         data.normalize_source(test_source) if test_source is not None else None,
-        config.working_share, data.normalize_source(val_source),
+        val_source=data.normalize_source(val_source),
     )
 
 

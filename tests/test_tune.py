@@ -322,21 +322,23 @@ def test_search_with_asha_over_kfold_trials(ray_local, photos32, tmp_path):
 def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_local, photos32, tmp_path):
     folder = tmp_path / "resume"
 
-    def interrupt_after_first_trial():  # like Ctrl-C once a trial is done
+    def interrupt_during_second_trial():  # like Ctrl-C once the first trial is done
+        # Trials write their checkpoints straight to storage (result.json only reaches it when
+        # Tune next syncs). One trial runs at a time, so the second trial's first checkpoint
+        # means the first trial has completed and the second has 3 epochs still to run.
         deadline = time.time() + 240
         while time.time() < deadline:
-            done = [p for p in folder.glob("*/result.json") if len(p.read_text().splitlines()) >= 2]
-            if done:
+            if len({p.parent.name for p in folder.glob("*/checkpoint_*")}) >= 2:
                 os.kill(os.getpid(), signal.SIGUSR1)  # Tune treats it as SIGINT
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    watcher = threading.Thread(target=interrupt_after_first_trial, daemon=True)
+    watcher = threading.Thread(target=interrupt_during_second_trial, daemon=True)
     watcher.start()
     try:
         first = tuning(photos32, tmp_path, "resume", num_samples=2, max_concurrent=1,
-                       scheduler="fifo")
+                       scheduler="fifo", max_epochs=4)
     finally:
         watcher.join()
         signal.signal(signal.SIGUSR1, previous)
@@ -347,7 +349,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_local,
 
     second = tuning(None, tmp_path, "resume", resume=True)
     assert not second["interrupted"] and len(second["trials"]) == 2
-    assert all(r.status == "completed" and r.epochs == 2 for r in second["trials"])
+    assert all(r.status == "completed" and r.epochs == 4 for r in second["trials"])
     for trial_dir, text in before.items():  # finished trials were not trained again
         if any(trial_id in trial_dir for trial_id in finished):
             assert (folder / trial_dir / "result.json").read_text() == text

@@ -17,16 +17,32 @@ from colorize.errors import ColorizeError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 50_000_000  # refuse anything larger before decoding it (decompression bombs)
 
-Image.MAX_IMAGE_PIXELS = None  # we check the header ourselves, with a clear message
+# Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) is left as it is: it is a
+# process-wide setting, and other code in the process relies on it. The project's checked
+# decode reads the size from the header first and applies its own limit (`max_pixels`).
 
 
 def image_size_from_header(data: bytes) -> tuple[int, int] | None:
-    """(width, height) read from the header alone, or None when Pillow cannot tell."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:
-        return None
+    """(width, height) read from the header alone, or None when Pillow cannot tell.
+
+    Each of Pillow's registered format readers is tried on the bytes, as `Image.open` does,
+    but without `Image.open`'s decompression-bomb check: the caller compares the size with
+    its own limit, which is what the size is read for (a bomb only parses its header here).
+    """
+    prefix = data[:16]
+    for load_plugins in (Image.preinit, Image.init):
+        load_plugins()
+        for format_id in list(Image.ID):
+            factory, accept = Image.OPEN[format_id]
+            try:
+                accepted = not accept or accept(prefix)
+                if not accepted or isinstance(accepted, str):  # a str: a warning, not a match
+                    continue
+                with factory(io.BytesIO(data), None) as im:
+                    return im.size
+            except Exception:
+                continue
+    return None
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -95,7 +111,9 @@ def _looks_complete(data: bytes) -> bool:
 
 
 def _decode_with_pillow(data: bytes) -> np.ndarray | None:
-    """Fallback for formats OpenCV lacks (GIF, some TIFF/WebP variants)."""
+    """Fallback for formats OpenCV lacks (GIF, some TIFF/WebP variants). Pillow's own
+    decompression-bomb limit applies here as anywhere in the process (decode_image has
+    checked the size against the project's limit already)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             frame = next(ImageSequence.Iterator(im))  # first frame of an animation
@@ -106,6 +124,9 @@ def _decode_with_pillow(data: bytes) -> np.ndarray | None:
             if frame.mode == "L":
                 mode = "L"
             return np.asarray(frame.convert(mode))
+    except Image.DecompressionBombError as exc:  # this process lowered Image.MAX_IMAGE_PIXELS
+        raise ColorizeError(f"the image is larger than this process allows Pillow to decode "
+                            f"({exc}); resize it first", status=413) from None
     except Exception:
         return None
 

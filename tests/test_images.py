@@ -105,3 +105,69 @@ def test_encode_round_trip(fmt):
     assert back.shape == (6, 9, 3) and np.abs(back.astype(int) - rgb).max() < 12
     with pytest.raises(ColorizeError, match="unsupported output format"):
         encode_image(rgb, None, "bmp2")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_a_bomb_header_is_refused_by_the_project_in_one_line():
+    bomb = _png_claiming(30_000, 30_000)  # 900 MP claimed, 100 bytes
+    with pytest.raises(ColorizeError, match=r"30000x30000 pixels, more than the limit") as info:
+        decode_image(bomb)
+    assert info.value.status == 413 and "\n" not in str(info.value)
+
+
+def test_the_project_limit_not_pillows_global_one_applies_to_its_decode(monkeypatch):
+    """Pillow's process-wide limit is the process's (lowered here); the project's decode
+    keeps its own, both ways: a lowered global neither breaks it nor is changed by it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    data = _png(np.full((100, 100, 3), 80, np.uint8))  # 10,000 pixels > 2 x 1,000
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(data))  # Pillow outside the project: the guard is on
+    assert decode_image(data).shape == (100, 100, 3)  # the project's check: its own limit
+    with pytest.raises(ColorizeError, match="more than the limit"):
+        decode_image(data, max_pixels=5_000)
+    assert Image.MAX_IMAGE_PIXELS == 1_000  # left as the process set it
+
+
+def test_importing_colorize_leaves_pillows_bomb_guard_on(tmp_path):
+    """A fresh interpreter imports colorize and every module that decodes images; Pillow,
+    used outside the project's code, still refuses a bomb, and the project still refuses it
+    with its own one-line error."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(30_000, 30_000))
+    script = f"""
+from PIL import Image
+default = Image.MAX_IMAGE_PIXELS
+import colorize, colorize.images, colorize.data, colorize.batch_predict, colorize.batch_ray
+import colorize.cli, colorize.colorizer, colorize.serve.app
+assert Image.MAX_IMAGE_PIXELS == default, Image.MAX_IMAGE_PIXELS
+try:
+    Image.open({str(bomb)!r})
+except Image.DecompressionBombError:
+    pass
+else:
+    raise SystemExit("Pillow opened the bomb")
+from colorize.errors import ColorizeError
+try:
+    colorize.images.decode_image(open({str(bomb)!r}, "rb").read())
+except ColorizeError as exc:
+    print(exc)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().startswith("the image is 30000x30000 pixels, more than the limit")

@@ -129,7 +129,7 @@ def load_artifact(directory: str | Path, precision: str = "auto") -> Artifact:
 def _rebuilt(saved: keras.Model, config: TrainConfig, precision: str) -> keras.Model:
     """The saved weights in this version's network: its layers (the fused BatchNorm, even
     for an artifact saved with Keras's own) in `precision`. bf16 runs the forward pass ~3.9x
-    float32 on a CPU with AMX and moves PSNR by under 0.01 dB (bench/README.md); the saved model
+    float32 on a CPU with AMX and moves PSNR by under 0.01 dB (docs/experiments.md); the saved model
     itself is returned where the weights do not fit the rebuilt network."""
     model = build_unet(dataclasses.replace(config, precision=precision))
     try:

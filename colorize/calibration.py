@@ -16,14 +16,14 @@ error in whichever of BUDGET_SPLITS ways gives the validation crops the most col
 Near the optimum the error grows with the square of the step, so a tenth of a dB buys a
 visible step in colour (a model trained on squared error predicts the mean of the
 plausible colours, greyer than any of them). On bsds500/test two gains give 0.07-0.15 dB
-more than one at colourfulness 25 (bench/README.md).
+more than one at colourfulness 25 (docs/experiments.md).
 
 With `colour_target` > 0 the calibration asks for an outcome instead of a price: the least
 error (the smallest budget, or the best temperature) whose validation crops reach that
 share of their truth's colourfulness. The same 0.25 dB bought colourfulness 23.0 on
 bsds500/test calibrated on one validation split and 24.8 on another; on two 48-filter
 models a target of 0.6 landed where that budget did, so the recipe keeps a budget
-(bench/README.md).
+(docs/experiments.md).
 
 Users move along the same axis with the colour strength (colorizer.check_strength).
 """

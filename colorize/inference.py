@@ -31,7 +31,7 @@ MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its lo
 UPSAMPLERS = ("guided", "bilinear")  # how the working-scale a/b reach full size (see upsample_ab)
 # The guided upsampler's window radius (working-scale pixels) and regulariser (normalised L
 # squared: 1e-3 is an L standard deviation of ~3 units, below which a window counts as flat).
-# Chosen on bsds500/test with the averaged recipe (bench/README.md, "edge-aware upsampling").
+# Chosen on bsds500/test with the averaged recipe (docs/experiments.md, "edge-aware upsampling").
 GUIDE_RADIUS = 2
 GUIDE_EPS = 1e-3
 

@@ -17,7 +17,7 @@ from colorize.config import TrainConfig
 # The seed's model: TrainConfig's own defaults (a 3-level U-Net, MSE, early stopping on SSIM).
 SEED: dict[str, Any] = {}
 
-# The real-photo recipe (bench/README.md, "Colour"): a larger U-Net with whole-image context,
+# The real-photo recipe (docs/experiments.md, "Colour"): a larger U-Net with whole-image context,
 # closer training views at random scales, the rebuilt photo's error, a decaying learning rate,
 # a moving average of the weights, and a 55-minute budget that ends the run. It selects on
 # PSNR: on its curves validation SSIM peaks within the first epochs (epoch 3 of 25 in one run,
@@ -54,7 +54,7 @@ PHOTOS: dict[str, Any] = {
 
 PRESETS = {"seed": SEED, "photos": PHOTOS}
 AUTO = "auto"
-# The recipe was measured on 1,222 photos (bench/README.md); below this many, the seed's model.
+# The recipe was measured on 1,222 photos (docs/experiments.md); below this many, the seed's model.
 PHOTOS_AT_LEAST = 200
 
 

@@ -6,7 +6,7 @@ running batch: with `max_concurrent_batches=1`, each batch is cut after
 batch takes hundreds of milliseconds, the requests that arrive meanwhile are cut into
 many batches of one or two, each paying the per-call cost of the model. Measured on the
 2-core machine at 16 concurrent requests: batches of 1-3 images that waited about 1 s in
-that queue (bench/README.md). Here one loop takes everything that queued while the model
+that queue (docs/experiments.md). Here one loop takes everything that queued while the model
 ran (up to `max_batch_size`) and runs the model on it; only when that is fewer requests
 than the last batch had does it wait, at most `wait_s`, for the rest: under load the
 callers of the last batch come back, and a lone request (last batch of one) never waits.

@@ -23,7 +23,7 @@ APP_NAME = "colorize"
 DRAIN_S = 20.0  # a stop waits this long at most for the requests in flight
 GRACE_S = 1.0  # requests already on their way to the ingress when a stop comes are served
 # Serve's gRPC data plane between the proxy and the replicas (Ray >= 2.56; measured fewer
-# CPU ms per request on 2 cores, bench/README.md), for the local Ray these commands start.
+# CPU ms per request on 2 cores, docs/experiments.md), for the local Ray these commands start.
 # On a cluster, set it (or RAY_SERVE_THROUGHPUT_OPTIMIZED=1) in the cluster's environment.
 LOCAL_RAY_ENV = {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
 INGRESSES = ("proxy", "direct")
@@ -34,7 +34,7 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     """Ray Serve's direct ingress, for the local Ray `--ingress direct` starts: each
     ingress replica also answers HTTP itself, on the next free port above `port`, where
     Serve's proxy still answers for all replicas. A request sent to a replica's port skips
-    the proxy hop and its CPU (bench/README.md: 0.82-0.85 of the in-process ceiling against
+    the proxy hop and its CPU (docs/experiments.md: 0.82-0.85 of the in-process ceiling against
     0.63-0.68 through the proxy). Requests are drained by `drain`, so a stopping replica
     need not stay open for a load balancer."""
     return {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",

@@ -96,7 +96,7 @@ class EMAWeights(keras.callbacks.Callback):
     """With `TrainConfig.ema`: the weights' moving average is swapped into the model at each
     epoch's end, so validation, model selection and checkpoints see it, and swapped back out
     for the next epoch's training. Averaging the last few hundred steps smooths the epoch-
-    to-epoch swings that a small validation set picks among (bench/README.md, *Colour*). It
+    to-epoch swings that a small validation set picks among (docs/experiments.md, *Colour*). It
     must come before every callback that reads the weights."""
 
     def __init__(self, resumed: bool = False):
@@ -183,7 +183,7 @@ class ValidationSet:
         loss function), "loss" too: its mean over the crops. Without `calibration` the bins
         head is decoded at these crops' least-error temperature ("temperature" in the
         result): at a fixed one, a rebalanced head's epochs grow more vivid than that
-        temperature suits, and model selection kept its first epoch (bench/README.md)."""
+        temperature suits, and model selection kept its first epoch (docs/experiments.md)."""
         raw = predict_ab(model, self.l_norm)
         extra = {}
         if calibration is None and self.config.head == "bins" and len(raw):

@@ -1,5 +1,5 @@
 """cluster.yaml passes Ray's own cluster-config validation (the checks `ray up` runs first),
-and describes what the README promises: a CPU head, an autoscaling GPU group from zero,
+and describes what docs/cluster.md promises: a CPU head, an autoscaling GPU group from zero,
 token auth on every node, the dashboard on the head's loopback, shared experiment storage."""
 
 from __future__ import annotations

@@ -136,3 +136,36 @@ def test_predict_refuses_a_bad_strength_in_one_line(tiny_artifact, tmp_path):
         "colorize: error: strength must be a number from 0 (grey) to 3, 1 being the model's "
         "calibrated colour; got 5.0"
     ]
+
+
+@pytest.mark.slow
+def test_predict_exits_1_when_any_image_failed_naming_it(tiny_artifact, tmp_path):
+    """One image that cannot be read among good ones: the good ones are written, the
+    summary counts the failure, and the command exits 1 with a line naming the failed file
+    (exit 2 is for usage errors only)."""
+    write_image(tmp_path / "in" / "a.png")
+    write_image(tmp_path / "in" / "b.png", seed=1)
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    result = run_predict(tiny_artifact, tmp_path / "in", "--out", out)
+    assert result.returncode == 1, result.stderr
+    assert "done 2, skipped 0 already there, failed 1" in result.stdout
+    assert (out / "a.png").is_file() and (out / "b.png").is_file()
+    assert f"failed: {bad}: " in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"colorize: error: 1 image(s) could not be colorized: {bad} (see the `failed:` lines "
+        "above; the others are done)")
+
+    again = run_predict(tiny_artifact, tmp_path / "in", "--out", out)  # still failing: still 1
+    assert again.returncode == 1 and "done 0, skipped 2 already there" in again.stdout
+
+
+def test_failed_summary_names_the_first_few():
+    from colorize.cli.local import FAILED_NAMED, _failed_summary
+
+    counts = batch_predict.Counts(done=3, failed=FAILED_NAMED + 2)
+    names = [f"/in/{i}.png" for i in range(FAILED_NAMED + 2)]
+    line = _failed_summary(names, counts)
+    assert line.startswith(f"{FAILED_NAMED + 2} image(s) could not be colorized: /in/0.png, ")
+    assert f"/in/{FAILED_NAMED - 1}.png and 2 more" in line and f"/in/{FAILED_NAMED}.png" not in line

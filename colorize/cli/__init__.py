@@ -9,7 +9,15 @@
     cluster.py   cluster (a local multi-node Ray)
 
 Each has `register(subparsers)`; `options.py` holds the options they share. Every
-ColorizeError becomes one line on stderr and exit code 2, never a traceback.
+ColorizeError becomes one line on stderr, never a traceback. Exit codes:
+
+    0    done
+    1    a runtime error: a file not found, a cluster that does not answer, a failed
+         training or job, an image `predict` could not colorize
+    2    a usage error: argparse's own, a bad option value or combination of options
+         (a ColorizeError with `usage`, see colorize/errors.py)
+    130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM (colorize/signals.py)
+
 `python -m colorize.cli` is the same command (what a submitted job runs).
 """
 
@@ -20,7 +28,7 @@ import logging
 import os
 import sys
 
-from colorize import signals
+from colorize import __version__, signals
 from colorize.cli import cluster, jobs, local, pipeline, serve, train, tune
 from colorize.errors import ColorizeError
 
@@ -32,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="colorize", description="Automatic image colorization: tune, train and serve on Ray."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"colorize {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.register(sub)
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(argv)
         except ColorizeError as exc:
             print(f"colorize: error: {exc}", file=sys.stderr)
-            return 2
+            return exc.exit_code
         except KeyboardInterrupt as exc:
             return _stop(exc)
 

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 from colorize import signals
-from colorize.cli.options import add_config_options, add_data_option, config_source
+from colorize.cli.options import add_config_options, add_data_option, config_source, positive
 from colorize.console import quality_table
-from colorize.errors import ColorizeError
+from colorize.errors import ColorizeError, usage_errors
 from colorize.precision import INFERENCE_PRECISIONS
+
+FAILED_NAMED = 5  # the summary of a predict run names this many failed images, then counts
 
 
 def register(sub) -> None:
@@ -34,7 +36,8 @@ def register(sub) -> None:
     ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
     ev.add_argument("model", type=Path, help="model folder (written by fit or train)")
     add_data_option(ev, default=None, required=True)
-    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N photos")
+    ev.add_argument("--limit", type=positive(int, allow_zero=True), default=0,
+                    help="evaluate only the first N photos (default 0: all)")
     ev.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     _add_precision_option(ev)
     ev.set_defaults(func=_cmd_evaluate)
@@ -47,11 +50,13 @@ def register(sub) -> None:
     pr.add_argument("model", type=Path, help="model folder (written by fit or train)")
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, type=Path, help="output folder")
-    pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"),
+                    help="output image format (default: png)")
     pr.add_argument("--strength", type=float, default=1.0,
                     help="colour strength: 0 grey, 1 the model's calibrated colour (default), "
                     "up to 3 more vivid")
-    pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    pr.add_argument("--batch-size", type=positive(int), default=8,
+                    help="images per forward pass (default 8)")
     _add_precision_option(pr)
     pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     pr.add_argument("--keep-extension", action="store_true",
@@ -59,8 +64,9 @@ def register(sub) -> None:
     ray_data = pr.add_argument_group("on a Ray cluster, with Ray Data (colorize.batch_ray)")
     ray_data.add_argument("--address", help="Ray cluster ('auto', 'ray://HOST:10001', or "
                           "'local' for a Ray instance on this machine)")
-    ray_data.add_argument("--actors", type=int, default=2, help="model actors (default 2)")
-    ray_data.add_argument("--cpus-per-actor", type=float, default=1.0)
+    ray_data.add_argument("--actors", type=positive(int), default=2, help="model actors (default 2)")
+    ray_data.add_argument("--cpus-per-actor", type=positive(float), default=1.0,
+                          help="CPUs each model actor reserves (default 1)")
     pr.set_defaults(func=_cmd_predict)
 
 
@@ -76,6 +82,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.report import write_report
     from colorize.training import EpochProgress
 
+    _refuse_held_out_overlap(args)
     source = config_source(args, args.data)
     config = source.config
     progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size, config.max_minutes)]
@@ -87,6 +94,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(quality_table(test))
     print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")
     return 0
+
+
+def _refuse_held_out_overlap(args: argparse.Namespace) -> None:
+    """--test-data and --val-data must not name (or lie inside) a --data folder: a usage
+    error, said before anything is loaded (colorize.fit_job checks the same when it runs)."""
+    from colorize.fit_job import _refuse_overlap
+
+    pairs = (("--test-data", args.test_data, "--data", args.data),
+             ("--test-data", args.test_data, "--val-data", args.val_data),
+             ("--val-data", args.val_data, "--data", args.data))
+    with usage_errors():
+        for flag, held_out, other_flag, other in pairs:
+            if held_out is not None and other is not None:
+                _refuse_overlap(flag, held_out, other_flag, other)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -111,10 +132,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from colorize.colorizer import check_strength
     from colorize.console import Progress
 
-    strength = check_strength(args.strength)
+    with usage_errors():
+        strength = check_strength(args.strength)
     pairs = batch_predict.plan(args.inputs, args.out, args.format, args.keep_extension)
     todo, skipped = batch_predict.pending(pairs, args.overwrite)
     counts = batch_predict.Counts(skipped=skipped)
+    failed: list[str] = []
     if todo:
         where = f" on Ray ({args.actors} actors)" if args.address else ""
         with signals.stage(f"colorizing into {args.out}{where}", f"{args.out} holds the "
@@ -127,6 +150,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                         counts.done += 1
                     else:
                         counts.failed += 1
+                        failed.append(str(outcome.source))
                         print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
                 progress.update(len(outcomes), failed=counts.failed)
 
@@ -141,6 +165,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 batch_predict.run(load_artifact(args.model, args.precision), todo, batch_size=args.batch_size,
                                   strength=strength, fmt=args.format, on_batch=after_batch)
     print(counts.line(args.out))
-    if counts.failed and not counts.done and not counts.skipped:
-        raise ColorizeError(f"none of the {counts.failed} image(s) could be colorized (see above)")
+    if counts.failed:  # exit 1, naming them (each one's reason is on its `failed:` line above)
+        raise ColorizeError(_failed_summary(failed, counts))
     return 0
+
+
+def _failed_summary(failed: list[str], counts) -> str:
+    """One line: how many images failed, which (the first few), and that the rest are done."""
+    names = ", ".join(failed[:FAILED_NAMED])
+    more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
+    if not counts.done and not counts.skipped:
+        return f"none of the {counts.failed} image(s) could be colorized: {names}{more} (see above)"
+    return (f"{counts.failed} image(s) could not be colorized: {names}{more} (see the `failed:` "
+            "lines above; the others are done)")

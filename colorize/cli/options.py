@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from colorize.errors import usage_errors
+
 DATA_HELP = ("folder of colour photos, or 'sample'; repeat --data (or give a comma-separated "
              "list) to train on several folders together")
 
@@ -19,7 +21,8 @@ class _DataAction(argparse.Action):
 
         current = getattr(namespace, self.dest, None)
         items = list(current) if isinstance(current, list) else []
-        setattr(namespace, self.dest, items + data_sources(values))
+        with usage_errors():  # an empty --data, say
+            setattr(namespace, self.dest, items + data_sources(values))
 
 
 def add_data_option(parser, default: str | None = "sample", required: bool = False,
@@ -56,15 +59,46 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
     for field in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
         # Choices are listed, not enforced here: TrainConfig refuses a bad value in one line.
-        choices = CHOICES.get(field.name)
+        choices = CHOICES.get(field.name) or (YES_NO if kind is _yes_no else None)
         older = [old for old, name in RENAMED.items() if name == field.name]  # still accepted
         group.add_argument(
             *["--" + name.replace("_", "-") for name in (field.name, *older)],
             dest=field.name, type=kind, default=None,
-            metavar="|".join(choices) if choices else ("yes|no" if kind is _yes_no else None),
-            help=f"{helps.get(field.name, '')} (default: {field.default}"
-                 + (f"; photos preset: {photos[field.name]})" if field.name in photos else ")"),
+            metavar=choices_metavar(choices) if choices else None,
+            help=f"{helps.get(field.name, '')} (default: {shown(field.default)}"
+                 + (f"; photos preset: {shown(photos[field.name])})" if field.name in photos else ")"),
         )
+
+
+YES_NO = ("yes", "no")
+
+
+def choices_metavar(choices) -> str:
+    """The one way the CLI writes a set of choices: {a,b,c}, as argparse does for `choices`."""
+    return "{" + ",".join(str(c) for c in choices) + "}"
+
+
+def shown(value) -> str:
+    """A default as the user types it: yes/no for booleans, not True/False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def positive(kind=int, allow_zero: bool = False):
+    """An argparse type: a number of `kind` above 0 (or at least 0): argparse refuses others."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            least = "0 or more" if allow_zero else "above 0"
+            raise argparse.ArgumentTypeError(f"must be {least}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
 
 
 def _yes_no(value: str) -> bool:
@@ -95,8 +129,9 @@ def config_from_args(args: argparse.Namespace, base=None):
     from colorize.config import TrainConfig
 
     if base is None and getattr(args, "config", None) not in (None, presets.AUTO):
-        base = presets.load(args.config)
-    return TrainConfig.from_dict(config_overrides(args), base)
+        base = presets.load(args.config)  # a missing or broken file: a runtime error
+    with usage_errors():  # a bad flag value (--zoom 3): a usage error
+        return TrainConfig.from_dict(config_overrides(args), base)
 
 
 def config_source(args: argparse.Namespace, data, say=print):

@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 
 from colorize import pipeline, signals
-from colorize.cli.options import DATA_HELP, add_config_options, add_data_option, config_from_args
+from colorize.cli.options import (
+    DATA_HELP,
+    add_config_options,
+    add_data_option,
+    config_from_args,
+    positive,
+)
 from colorize.console import quality_table
 
 
@@ -22,15 +28,15 @@ def register(subparsers) -> None:
                    help=f"output folder (default {pipeline.DEFAULT_OUT})")
     p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8 "
                    "and the three losses)")
-    p.add_argument("--folds", type=int, default=3, help="k of k-fold cross-validation (default 3)")
-    p.add_argument("--num-samples", type=int, default=4, help="tuning trials (default 4)")
-    p.add_argument("--max-epochs", type=int, default=4, help="epochs of a full trial (default 4)")
-    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (0: all that fit)")
-    p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
+    p.add_argument("--folds", type=positive(int), default=3, help="k of k-fold cross-validation (default 3)")
+    p.add_argument("--num-samples", type=positive(int), default=4, help="tuning trials (default 4)")
+    p.add_argument("--max-epochs", type=positive(int), default=4, help="epochs of a full trial (default 4)")
+    p.add_argument("--max-concurrent", type=positive(int, allow_zero=True), default=0, help="trials at once (0: all that fit)")
+    p.add_argument("--workers", type=positive(int), default=2, help="Ray Train workers (default 2)")
     p.add_argument("--host", default="127.0.0.1", help="endpoint bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="endpoint port (default 8000)")
+    p.add_argument("--port", type=positive(int), default=8000, help="endpoint port (default 8000)")
     p.add_argument("--address", help="Ray cluster to run on (e.g. auto); default: a local Ray")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=positive(int), help="CPUs of the local Ray (default: all)")
     p.add_argument("--cache", type=Path, help="decoded-data cache folder")
     p.add_argument("--no-wait", action="store_true", help="return once the endpoint is up "
                    "(with a local Ray this also stops it)")

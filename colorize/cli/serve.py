@@ -19,6 +19,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from colorize.cli.options import choices_metavar
+from colorize.errors import UsageError, usage_errors
+from colorize.precision import INFERENCE_PRECISIONS
 from colorize.serve.runner import (
     APP_NAME,
     INGRESSES,
@@ -33,6 +36,8 @@ from colorize.serve.settings import API_KEY_ENV, Settings, parse_replicas
 IN_OTHER_UNITS = {"batch_wait_timeout_s": ("--batch-wait-ms", 1000.0),
                   "max_upload_bytes": ("--max-upload-mb", 1 / (1024 * 1024))}
 NOT_FLAGS = ("model_dir", "min_replicas", "max_replicas")  # MODEL and --replicas give these
+# Settings fields with a fixed set of values: shown as {a,b} (Settings refuses others).
+CHOICES = {"hops": (1, 2), "precision": INFERENCE_PRECISIONS}
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +55,8 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         extra = f"; or set ${API_KEY_ENV}" if field.name == "api_key" else ""
         shown = f"{default:g}" if isinstance(default, float) else default
         parser.add_argument(flag, dest=field.name, type=float if factor != 1 else kind,
-                            default=None, metavar=flag[2:].upper().replace("-", "_"),
+                            default=None, metavar=choices_metavar(CHOICES[field.name])
+                            if field.name in CHOICES else flag[2:].upper().replace("-", "_"),
                             help=f"{helps[field.name]} (default: {shown}{extra})")
 
 
@@ -69,7 +75,7 @@ def settings_values(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve", help="serve a model over HTTP on Ray Serve (web page, batching, autoscaling)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -80,16 +86,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="proxy: Ray Serve's HTTP proxy answers on --port for every replica; "
                         "direct: each ingress replica also answers on its own port above it, "
                         "without the proxy hop (less CPU a request; local Ray only) (default: proxy)")
-    p.add_argument("--address", help="Ray cluster to deploy onto ('auto', 'ray://HOST:10001')")
-    p.add_argument("--dashboard-port", type=int, help="Ray dashboard port (local Ray only)")
+    p.add_argument("--address", help="Ray cluster to deploy onto ('auto', 'ray://HOST:10001'); "
+                   "default: start a local Ray")
+    p.add_argument("--dashboard-port", type=int,
+                   help="Ray dashboard port (local Ray only; default: Ray's own)")
     p.set_defaults(func=_cmd_serve)
+    return p
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from colorize.artifact import read_metadata
 
-    values = settings_values(args)
-    settings = Settings.from_dict(values)
+    with usage_errors():  # --replicas 4-1, a bad setting: the options themselves
+        values = settings_values(args)
+        settings = Settings.from_dict(values)
+    if args.ingress == "direct" and args.address:
+        raise UsageError("--ingress direct needs the local Ray this command starts (Ray reads "
+                         "the setting when it starts): leave out --address, or on a cluster start "
+                         "Ray with RAY_SERVE_ENABLE_DIRECT_INGRESS=1 instead")
     if not args.address:
         read_metadata(settings.model_dir)  # a wrong folder fails before Ray starts
     started, dashboard = connect_for_serving(args.address, ingress=args.ingress, port=settings.port,

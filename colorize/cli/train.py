@@ -16,9 +16,10 @@ from colorize.cli.options import (
     add_data_option,
     config_from_args,
     config_source,
+    positive,
 )
 from colorize.console import quality_table
-from colorize.errors import ColorizeError
+from colorize.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -32,16 +33,17 @@ def register(subparsers) -> None:
     add_data_option(parser, default=None, help=DATA_HELP + " (default: the experiment's)")
     parser.add_argument("--out", type=Path, default=Path("runs/train"),
                         help="output folder; rerunning with the same one resumes (default runs/train)")
-    parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
+    parser.add_argument("--workers", type=positive(int), default=2, help="Ray Train workers (default 2)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (use_gpu=True)")
-    parser.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs reserved per worker")
+    parser.add_argument("--cpus-per-worker", type=positive(float), default=1,
+                        help="CPUs reserved per worker (default 1)")
     parser.add_argument("--address", help="Ray cluster to join (e.g. auto, ray://host:10001); "
                         "default: start a local Ray instance")
     parser.add_argument("--autoscale", action="store_true",
                         help="the cluster adds nodes on demand: skip the free-resources check")
     parser.add_argument("--lr-scaling", choices=("sqrt", "linear", "none"), default="sqrt",
                         help="learning rate for the batch x workers global batch (default sqrt)")
-    parser.add_argument("--max-failures", type=int, default=2,
+    parser.add_argument("--max-failures", type=positive(int, allow_zero=True), default=2,
                         help="worker-group restarts from the last checkpoint (default 2)")
     parser.add_argument("--name", default="train", help="Ray Train run name (default train)")
     parser.add_argument("--storage", type=Path, help="Ray Train storage path (default OUT/ray)")
@@ -74,14 +76,14 @@ def resolve_source(args: argparse.Namespace):
 
     if args.experiment is not None:
         if args.config != presets.AUTO:
-            raise ColorizeError("give either --from EXPERIMENT_DIR or --config, not both")
+            raise UsageError("give either --from EXPERIMENT_DIR or --config, not both")
         source = load_experiment(args.experiment)
         source = dataclasses.replace(source, config=config_from_args(args, base=source.config))
         data = args.data or source.best.get("data")
     else:
         data = args.data
     if not data:
-        raise ColorizeError("--data is required (a folder of colour photos, or 'sample')")
+        raise UsageError("--data is required (a folder of colour photos, or 'sample')")
     if args.experiment is None:
         source = config_source(args, data)
     return source, data

@@ -61,12 +61,19 @@ def register(subparsers) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from colorize.errors import ColorizeError
-    from colorize.tune.service import run_tuning
+    from colorize.errors import UsageError, usage_errors
+    from colorize.tune.service import TuneRequest, run_tuning
 
     name = args.resume if isinstance(args.resume, str) else args.name
     if not name:
-        raise ColorizeError("--name is required (the experiment's folder under --storage)")
+        raise UsageError("--name is required (the experiment's folder under --storage)")
+    if not args.resume:  # the search's options, checked as run_tuning will: bad ones are usage
+        given = {k: getattr(args, k) for k in (
+            "folds", "num_samples", "max_epochs", "grace_period", "reduction_factor",
+            "max_concurrent", "cpus_per_trial", "gpus_per_trial", "scheduler")}
+        with usage_errors():
+            TuneRequest(data=args.data or "sample", name=name,
+                        **{k: v for k, v in given.items() if v is not None}).check()
     outcome = run_tuning(
         data=args.data, name=name, storage=args.storage, folds=args.folds,
         num_samples=args.num_samples, max_epochs=args.max_epochs,

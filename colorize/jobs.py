@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from colorize import compat
-from colorize.errors import ColorizeError
+from colorize.errors import ColorizeError, UsageError
 
 SUBMITTABLE = ("tune", "train", "fit")
 JOINS_CLUSTER = ("tune", "train")  # commands with --address: in a job they must join the cluster
@@ -40,10 +40,13 @@ def dashboard_address(address: str | None = None) -> str:
     if not address and os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
         address = os.environ["RAY_ADDRESS"]
     if not address:
-        raise ColorizeError(
+        raise UsageError(
             "no cluster address: give --address http://HOST:8265 or set RAY_API_SERVER_ADDRESS "
             "(colorize cluster up prints it)"
         )
+    if address.startswith("ray://"):
+        raise UsageError(f"--address {address} is a Ray Client address: give the cluster's "
+                         "dashboard instead, e.g. http://HOST:8265 (the Jobs and Serve APIs are there)")
     if "://" not in address:
         address = "http://" + address
     return address.rstrip("/")
@@ -75,12 +78,35 @@ def open_client(client_class, address: str | None = None, token_file: str | Path
     token = read_token(token_file)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with _cluster_errors(url):
-        return client_class(url, headers=headers)
+        try:
+            return client_class(url, headers=headers)
+        except ValueError as exc:  # Ray's clients refuse a ray:// or malformed address
+            if _is_request_error(exc):  # a reply that is not JSON: not the address's fault
+                raise
+            raise UsageError(f"--address {url}: {first_line(exc)} (give the cluster's "
+                             "dashboard, e.g. http://HOST:8265)") from None
+
+
+def _is_request_error(exc: Exception) -> bool:
+    import requests
+
+    return isinstance(exc, requests.RequestException)
+
+
+MAX_MESSAGE = 300  # characters of a cluster's answer quoted in an error (an HTML page, say)
+
+
+def first_line(exc_or_text) -> str:
+    """The first non-empty line of an error or a reply, cut to MAX_MESSAGE characters."""
+    lines = [line.strip() for line in str(exc_or_text).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else repr(exc_or_text)
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
 
 
 @contextmanager
 def _cluster_errors(url: str):
-    """Turn the Jobs API's connection, auth and request errors into one-line ColorizeErrors."""
+    """Turn every error talking to the cluster's dashboard (connection, auth, an HTTP error
+    status, Ray's clients' RuntimeErrors) into a one-line ColorizeError: never a traceback."""
     import requests
     from ray.exceptions import AuthenticationError
 
@@ -95,9 +121,17 @@ def _cluster_errors(url: str):
     except (ConnectionError, requests.ConnectionError, requests.Timeout):
         raise ColorizeError(f"no Ray dashboard answers at {url} (is the cluster up?)",
                             status=503) from None
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise ColorizeError(f"the Jobs API at {url} said: {lines[0] if lines else exc!r}") from None
+    except requests.HTTPError as exc:  # raise_for_status() on a reply of ours
+        reply = exc.response
+        said = f": {first_line(reply.text)}" if reply is not None and reply.text.strip() else ""
+        code = f"HTTP {reply.status_code} {reply.reason}" if reply is not None else "an error"
+        raise ColorizeError(f"the cluster at {url} answered {code}{said}", status=502) from None
+    except requests.RequestException as exc:  # a reply that is not JSON, a bad URL, ...
+        raise ColorizeError(f"the request to the cluster at {url} failed: {first_line(exc)}",
+                            status=502) from None
+    except RuntimeError as exc:  # Ray's dashboard clients: "Request failed with status code N"
+        raise ColorizeError(f"the cluster at {url} answered: {first_line(exc)}",
+                            status=502) from None
 
 
 def runtime_env(ship: bool = True) -> dict:
@@ -118,7 +152,7 @@ def runtime_env(ship: bool = True) -> dict:
 def entrypoint(command: str, args: list[str]) -> str:
     """The job's shell command: `python -m colorize.cli COMMAND ARGS` (quoted)."""
     if command not in SUBMITTABLE:
-        raise ColorizeError(f"cannot submit {command!r}: choose one of {', '.join(SUBMITTABLE)}")
+        raise UsageError(f"cannot submit {command!r}: choose one of {', '.join(SUBMITTABLE)}")
     if command in JOINS_CLUSTER and not any(a.split("=")[0] == "--address" for a in args):
         args = [*args, "--address", "auto"]  # the job's own cluster, not a new local Ray
     return shlex.join(["python", "-m", "colorize.cli", command, *args])
@@ -168,7 +202,8 @@ def wait(client, job_id: str, timeout_s: float = 600, poll_s: float = 1.0) -> st
 
 
 def _job_failed(client, job_id: str, status: str) -> ColorizeError:
-    info = client.get_job_info(job_id)
+    with _cluster_errors(compat.client_address(client)):
+        info = client.get_job_info(job_id)
     reason = (info.message or "").strip().splitlines()
     return ColorizeError(f"job {job_id} {status}: {reason[-1] if reason else 'no message'} "
                          f"(colorize jobs logs {job_id})")

@@ -2,6 +2,7 @@
 
     colorize submit serve /mnt/shared/runs/big/model --replicas 1-4 --port 8000
     colorize jobs serve                   # the cluster's Serve applications and replicas
+    colorize jobs serve --delete colorize # remove one application, keeping the others
 
 The deployment is serve/config.yaml, filled in: `model_dir` and the `colorize serve` options
 become the application's `args` (fields of colorize.serve.settings.Settings, validated here first),
@@ -10,6 +11,10 @@ does for jobs; `--no-ship` uses the colorize installed on the cluster), and the 
 goes to Serve's REST API on the cluster's dashboard (`PUT /api/serve/applications/`, what
 `serve deploy` sends) with the cluster's auth token. Other applications on the cluster are
 kept. It waits until the application runs and prints its endpoint.
+
+`delete` removes one application the same way: the other applications' configs are PUT
+again without it (Serve removes what a config no longer lists), or, when it is the last one,
+`DELETE /api/serve/applications/` (what `serve shutdown` sends) shuts Serve down.
 
 Autoscaling delays (`--upscale-delay-s`, `--downscale-delay-s`) are Serve options the
 settings do not carry: once the application runs, they are added to its autoscaling
@@ -105,22 +110,58 @@ def details(client) -> dict:
         return client.get_serve_details()
 
 
-def deploy(client, config: dict) -> None:
-    """PUT `config`'s application, keeping the other applications deployed on the cluster."""
-    current = details(client)
-    ours = {app["name"] for app in config["applications"]}
+def _other_configs(current: dict, names: set[str]) -> list[dict]:
+    """The deployed configs of the applications not in `names`, to PUT again beside ours;
+    one deployed from Python (serve.run) has none, and a config PUT would remove it."""
     others = []
     for app in (current.get("applications") or {}).values():
-        if app["name"] in ours:
+        if app["name"] in names:
             continue
         if app.get("source") != "declarative" or not app.get("deployed_app_config"):
             raise ColorizeError(
                 f"the cluster serves {app['name']!r}, deployed from Python (serve.run): a config "
                 "deploy would replace it; remove it first (serve shutdown) or deploy the same way")
         others.append(app["deployed_app_config"])
+    return others
+
+
+def deploy(client, config: dict) -> None:
+    """PUT `config`'s application, keeping the other applications deployed on the cluster."""
+    current = details(client)
+    others = _other_configs(current, {app["name"] for app in config["applications"]})
     payload = dict(config, applications=others + config["applications"])
     with _cluster_errors(compat.client_address(client)):
         client.deploy_applications(payload)
+
+
+def delete(client, name: str, timeout_s: float = 120.0, poll_s: float = 1.0) -> list[str]:
+    """Remove the application `name` (as `submit serve` deployed it), keeping the others;
+    wait until Serve no longer lists it. Returns the names of those still deployed."""
+    current = details(client)
+    apps = current.get("applications") or {}
+    if name not in apps:
+        raise ColorizeError(f"no Serve application {name!r} on the cluster "
+                            f"(deployed: {', '.join(apps) or 'none'})")
+    others = _other_configs(current, {name})
+    with _cluster_errors(compat.client_address(client)):
+        if others:  # the others' configs again, without `name`: Serve removes it
+            payload = {key: current[key] for key in ("proxy_location", "http_options")
+                       if current.get(key)}
+            payload["applications"] = others
+            validate(payload)
+            client.deploy_applications(payload)
+        else:  # the last application: shut Serve down (DELETE /api/serve/applications/)
+            client.delete_applications()
+    deadline = time.time() + timeout_s
+    while True:
+        apps = details(client).get("applications") or {}
+        if name not in apps:
+            return sorted(apps)
+        if time.time() >= deadline:
+            raise ColorizeError(f"Serve application {name!r} still {apps[name]['status']} "
+                                f"{timeout_s:.0f} s after its removal was asked "
+                                "(see `colorize jobs serve` and the dashboard's Serve page)")
+        time.sleep(poll_s)
 
 
 def wait_running(client, name: str, timeout_s: float = 300.0, poll_s: float = 1.0) -> dict:

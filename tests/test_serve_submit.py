@@ -279,6 +279,14 @@ def test_submit_serve_answers_then_autoscales_1_to_2_and_back(cluster, serve_cli
                             == (1, 1), 150)
     assert shrunk[-1] == (1, 1), shrunk
 
+    # Undeploy it: `colorize jobs serve --delete` through the REST API; the endpoint goes away.
+    cluster_options = ["--address", cluster.dashboard_url, "--token-file", cluster.token_path]
+    assert main(["jobs", "serve", "--delete", "colorize", *cluster_options]) == 0
+    assert "deleted Serve application 'colorize'" in capsys.readouterr().out
+    assert "colorize" not in (serve_submit.details(serve_client).get("applications") or {})
+    assert main(["jobs", "serve", "colorize", *cluster_options]) == 1
+    assert "no Serve application 'colorize'" in capsys.readouterr().err
+
 
 @pytest.mark.slow
 def test_submit_serve_refusals_are_one_line(cluster, serve_client, tiny_artifact, tmp_path,
@@ -292,20 +300,20 @@ def test_submit_serve_refusals_are_one_line(cluster, serve_client, tiny_artifact
     run = subprocess.run([sys.executable, "-m", "colorize.cli", *base, "serve",
                           str(tiny_artifact)], env=env, capture_output=True, text=True,
                          timeout=300)
-    assert run.returncode == 2
+    assert run.returncode == 1  # a runtime error (the cluster's answer), not a usage error
     assert run.stderr.strip().startswith("colorize: error: the cluster at")
     assert "requires a token" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     monkeypatch.setattr(jobs, "DEFAULT_TOKEN_FILE", tmp_path / "no-token")
     wrong = tmp_path / "token"
     wrong.write_text("0" * 64)
-    assert main([*base, "--token-file", str(wrong), "serve", str(tiny_artifact)]) == 2
+    assert main([*base, "--token-file", str(wrong), "serve", str(tiny_artifact)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("colorize: error: the cluster at") and "refused the token" in err
     assert "\n" not in err
 
     token = ["--token-file", cluster.token_path]
     assert main([*base, *token, "serve", str(tmp_path / "nope"), "--port", str(free_port()),
-                 "--timeout-s", "240"]) == 2
+                 "--timeout-s", "240"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("colorize: error: Serve application 'colorize' DEPLOY_FAILED: model")
     assert str(tmp_path / "nope") in err and "\n" not in err

@@ -1,6 +1,15 @@
 """`colorize submit` and `colorize jobs`: colorize commands as Ray jobs on a cluster, and
 `colorize submit serve`, the endpoint deployed onto one (colorize/jobs.py and
-colorize/serve_submit.py do the work)."""
+colorize/serve_submit.py do the work).
+
+    colorize submit [--address URL] [--token-file FILE] [--follow] [--no-ship] [--job-id ID] \
+        {tune,train,fit,serve} [--] ARGS...
+
+submit's own options go before the command; everything after the command is the command's
+own (ARGS). One of submit's options found among ARGS (`colorize submit tune ... --follow`)
+is refused in one line, saying to put it before the command; a `--` right after the command
+passes ARGS on exactly as written, even one that looks like submit's.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,7 @@ import time
 from pathlib import Path
 
 from colorize import compat
-from colorize.errors import ColorizeError
+from colorize.errors import UsageError, usage_errors
 from colorize.jobs import (
     SUBMITTABLE,
     _cluster_errors,
@@ -24,12 +33,51 @@ from colorize.jobs import (
 
 # `colorize serve` options that make no sense for a deployment onto a running cluster.
 LOCAL_ONLY = ("address", "dashboard_port")
+COMMANDS = (*SUBMITTABLE, "serve")
+# submit's own options, never a submitted command's: found among ARGS, they were misplaced.
+SUBMIT_ONLY = ("--follow", "--no-ship", "--job-id", "--token-file")
+# ... and --address too after a command that has none of its own (the cluster is submit's).
+NO_ADDRESS = ("fit", "serve")
+SHOWN = {"--job-id": "--job-id ID", "--token-file": "--token-file FILE", "--address": "--address URL"}
+
+
+def split_job(words: list[str]) -> tuple[str, list[str]]:
+    """`[--] COMMAND [--] ARGS...` (what follows submit's own options) -> (COMMAND, ARGS).
+    A submit option among ARGS is a usage error, unless a `--` right after COMMAND says
+    ARGS are to be passed on as written."""
+    if words[:1] == ["--"]:
+        words = words[1:]
+    if not words:
+        raise UsageError("give the command to submit: colorize submit [options] "
+                         f"{{{','.join(COMMANDS)}}} [--] ARGS...")
+    command, args = words[0], words[1:]
+    if command not in COMMANDS:
+        hint = (f" (submit's own options go before the command: {command} is not one of them)"
+                if command.startswith("-") else "")
+        raise UsageError(f"cannot submit {command!r}: choose one of {', '.join(COMMANDS)}{hint}")
+    if args[:1] == ["--"]:
+        return command, args[1:]
+    ours = SUBMIT_ONLY + (("--address",) if command in NO_ADDRESS else ())
+    for word in args:
+        if word == "--":  # the rest is the command's own, as written
+            break
+        option = word.split("=", 1)[0]
+        if option in ours:
+            raise UsageError(
+                f"{option} is an option of `colorize submit`, not of `colorize {command}`: put "
+                f"it before the command (colorize submit {SHOWN.get(option, option)} {command} ...)")
+    return command, args
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     if not args.verbose:  # Ray's packaging chatter (files ignored, upload) stays off the console
         logging.getLogger("ray").setLevel(logging.ERROR)
+    args.job_command, args.job_args = split_job(args.job)
     if args.job_command == "serve":  # a Serve deployment, not a job
+        for option, given in (("--follow", args.follow), ("--job-id", args.job_id)):
+            if given:
+                raise UsageError(f"{option} is for jobs: `submit serve` deploys an application "
+                                 "and waits until it runs (see it with `colorize jobs serve`)")
         return _submit_serve(args)
     client = connect(args.address, args.token_file)
     job_id = submit(client, args.job_command, args.job_args, ship=not args.no_ship,
@@ -46,10 +94,22 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
+    if args.follow and args.action != "logs":
+        raise UsageError(f"--follow goes with `colorize jobs logs JOB`, not `jobs {args.action}`")
+    if args.delete and args.action != "serve":
+        raise UsageError(f"--delete goes with `colorize jobs serve APP`, not `jobs {args.action}`")
     if args.action == "serve":
         from colorize import serve_submit
 
+        if args.delete and args.job and args.job != args.delete:
+            raise UsageError(f"give one application: `colorize jobs serve --delete {args.delete}` "
+                             f"removes {args.delete!r}, and {args.job!r} was named too")
         client = serve_submit.connect(args.address, args.token_file)
+        if args.delete:
+            left = serve_submit.delete(client, args.delete, timeout_s=args.timeout_s)
+            print(f"deleted Serve application {args.delete!r}; "
+                  f"{'still deployed: ' + ', '.join(left) if left else 'none left on the cluster'}")
+            return 0
         print("\n".join(serve_submit.status_lines(serve_submit.details(client), args.job)))
         return 0
     client = connect(args.address, args.token_file)
@@ -63,7 +123,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
                       f"{job.entrypoint[:60]}")
             return 0
         if not args.job:
-            raise ColorizeError(f"`colorize jobs {args.action}` needs a job id (see `colorize jobs list`)")
+            raise UsageError(f"`colorize jobs {args.action}` needs a job id (see `colorize jobs list`)")
         if args.action == "status":
             info = client.get_job_info(args.job)
             print(f"job: {args.job}\nstatus: {info.status.value}\nentrypoint: {info.entrypoint}")
@@ -85,7 +145,7 @@ def _cluster_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("cluster")
     group.add_argument("--address", help="the cluster's dashboard, e.g. http://127.0.0.1:8265 "
-                       "(default: $RAY_API_SERVER_ADDRESS)")
+                       "(default: $RAY_API_SERVER_ADDRESS, else an http(s) $RAY_ADDRESS)")
     group.add_argument("--token-file", type=Path, help="file holding the cluster's auth token "
                        "(default: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
     return common
@@ -95,38 +155,70 @@ def register(subparsers) -> None:
     common = _cluster_options()
     sub = subparsers.add_parser(
         "submit", parents=[common],
+        usage="colorize submit [-h] [--address ADDRESS] [--token-file TOKEN_FILE] [--follow] "
+              f"[--no-ship] [--job-id JOB_ID] {{{','.join(COMMANDS)}}} [--] ARGS...",
         help="run tune, train or fit as a job on a Ray cluster, or serve a model on it",
         description="Submit `colorize COMMAND ARGS...` to a Ray cluster through its Jobs API. "
-        "Paths in ARGS are read on the cluster: use storage every node sees.")
-    sub.add_argument("--follow", action="store_true", help="print the job's logs until it ends")
+        "submit's own options go before COMMAND; everything after COMMAND is the command's "
+        "(a `--` right after COMMAND passes ARGS on exactly as written). Paths in ARGS are "
+        "read on the cluster: use storage every node sees.")
+    sub.add_argument("--follow", action="store_true", help="print the job's logs until it ends "
+                     "(then exit 1 unless it SUCCEEDED)")
     sub.add_argument("--no-ship", action="store_true",
                      help="use the colorize installed on the cluster instead of shipping this tree")
     sub.add_argument("--job-id", help="submission id to use (default: Ray picks one)")
-    sub.add_argument("job_command", metavar="COMMAND", choices=(*SUBMITTABLE, "serve"),
-                     help=f"one of {', '.join(SUBMITTABLE)} (a job), or serve (a Serve "
+    sub.add_argument("job", metavar="COMMAND [--] ARGS", nargs=argparse.REMAINDER,
+                     help=f"COMMAND: one of {{{','.join(SUBMITTABLE)}}} (a job), or serve (a Serve "
                      "deployment: serve MODEL_DIR with `colorize serve`'s options and --name, "
-                     "--route-prefix, --upscale-delay-s, --downscale-delay-s, --timeout-s)")
-    sub.add_argument("job_args", metavar="ARGS", nargs=argparse.REMAINDER,
-                     help="the command's own options (see colorize COMMAND --help)")
+                     "--route-prefix, --upscale-delay-s, --downscale-delay-s, --timeout-s; see "
+                     "`colorize submit serve --help`); ARGS: the command's own options (see "
+                     "colorize COMMAND --help)")
     sub.set_defaults(func=_cmd_submit)
 
     jobs = subparsers.add_parser("jobs", parents=[common], help="list, inspect, follow or stop "
-                                 "jobs; `jobs serve` shows the Serve applications")
-    jobs.add_argument("action", choices=("list", "status", "logs", "stop", "serve"))
-    jobs.add_argument("job", nargs="?", help="job (submission) id; with serve: an application")
+                                 "jobs; `jobs serve` shows the Serve applications, `jobs serve "
+                                 "--delete APP` removes one")
+    jobs.add_argument("action", choices=("list", "status", "logs", "stop", "serve"),
+                      help="list: every job; status, logs, stop: the job JOB; serve: the "
+                      "cluster's Serve applications (or APP's); serve --delete APP: remove APP")
+    jobs.add_argument("job", nargs="?", metavar="JOB|APP",
+                      help="job (submission) id; with serve: a Serve application's name")
     jobs.add_argument("--follow", action="store_true", help="with logs: follow until the job ends")
+    jobs.add_argument("--delete", metavar="APP",
+                      help="with serve: remove the Serve application APP (as deployed by "
+                      "`colorize submit serve --name APP`; default name colorize), keeping the "
+                      "others")
+    jobs.add_argument("--timeout-s", type=float, default=120.0,
+                      help="with serve --delete: seconds to wait until APP is gone (default 120)")
     jobs.set_defaults(func=_cmd_jobs)
 
 
-def _options_parser() -> argparse.ArgumentParser:
-    """Options of `submit serve` beyond those of `colorize serve` (which it also takes)."""
-    p = argparse.ArgumentParser(prog="colorize submit serve", add_help=False)
-    p.add_argument("--name", default="colorize", help="Serve application name")
-    p.add_argument("--route-prefix", default="/")
-    p.add_argument("--upscale-delay-s", type=float)
-    p.add_argument("--downscale-delay-s", type=float)
-    p.add_argument("--timeout-s", type=float, default=300.0)
-    return p
+def _serve_parser() -> argparse.ArgumentParser:
+    """`colorize submit serve MODEL_DIR`'s options: `colorize serve`'s and those of a
+    deployment onto a cluster (`colorize submit serve --help` lists both)."""
+    from colorize.cli import serve
+
+    parser = argparse.ArgumentParser(prog="colorize submit")
+    p = serve.register(parser.add_subparsers(dest="command", required=True))
+    p.description = ("Deploy `colorize serve MODEL_DIR` onto the cluster of submit's --address\n"
+                     "through Serve's REST API; it keeps serving after this command returns\n"
+                     "(`colorize jobs serve` shows it, `colorize jobs serve --delete NAME`\n"
+                     "removes it).")
+    group = p.add_argument_group("the deployment on the cluster")
+    group.add_argument("--name", default="colorize",
+                       help="Serve application name (default colorize); deploy several models "
+                       "side by side under different names and --route-prefix")
+    group.add_argument("--route-prefix", default="/",
+                       help="the application's route on Serve's HTTP port (default /)")
+    group.add_argument("--upscale-delay-s", type=float,
+                       help="seconds of high load before Serve adds a model replica "
+                       "(default: Serve's)")
+    group.add_argument("--downscale-delay-s", type=float,
+                       help="seconds of low load before Serve removes a model replica "
+                       "(default: Serve's)")
+    group.add_argument("--timeout-s", type=float, default=300.0,
+                       help="seconds to wait until the application runs (default 300)")
+    return parser
 
 
 def settings_args(serve_args: argparse.Namespace) -> dict:
@@ -136,23 +228,22 @@ def settings_args(serve_args: argparse.Namespace) -> dict:
 
     for option in LOCAL_ONLY:
         if getattr(serve_args, option, None) is not None:
-            raise ColorizeError(f"--{option.replace('_', '-')} is not for `submit serve` "
-                                "(it deploys onto the cluster of --address/$RAY_API_SERVER_ADDRESS)")
-    values = settings_values(serve_args)  # the API key, unless given: $COLORIZE_API_KEY there
-    for name in ("host", "port"):  # the cluster's http_options are set from these
-        values.setdefault(name, getattr(Settings, name))
+            raise UsageError(f"--{option.replace('_', '-')} is not for `submit serve` "
+                             "(it deploys onto the cluster of submit's --address, given before "
+                             "serve, or $RAY_API_SERVER_ADDRESS)")
+    with usage_errors():
+        values = settings_values(serve_args)  # the API key, unless given: $COLORIZE_API_KEY there
+        for name in ("host", "port"):  # the cluster's http_options are set from these
+            values.setdefault(name, getattr(Settings, name))
+        Settings.from_dict(values)  # a bad setting fails here, before anything is uploaded
     return values
 
 
 def _submit_serve(args: argparse.Namespace) -> int:
     """`colorize submit [--address] [--token-file] [--no-ship] serve MODEL [options]`."""
     from colorize import serve_submit
-    from colorize.cli import serve
 
-    extra, rest = _options_parser().parse_known_args(args.job_args)
-    parser = argparse.ArgumentParser(prog="colorize")  # `colorize serve`'s own options
-    serve.register(parser.add_subparsers(dest="command", required=True))
-    serve_args = parser.parse_args(["serve", *rest])
+    extra = serve_args = _serve_parser().parse_args(["serve", *args.job_args])
     values = settings_args(serve_args)
     client = serve_submit.connect(args.address, args.token_file)
     if not args.verbose:  # importing Ray set these loggers' levels: quiet the upload chatter now

@@ -41,12 +41,18 @@ def test_head_is_cpu_only_and_gpu_workers_scale_from_zero(config):
     assert gpu["node_config"]["InstanceType"].startswith(("g", "p"))
 
 
-def test_every_node_runs_with_token_auth_and_the_project(config):
+def test_every_node_runs_with_token_auth_and_the_project_image(config):
     starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
     assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
     assert "~/.ray/auth_token" in config["file_mounts"].values()
-    assert any("pip install" in c and "colorize" in c for c in config["head_setup_commands"])
-    assert any("colorize[gpu]" in c for c in config["worker_setup_commands"])
+    # colorize comes in the image (the Dockerfile; tests/test_dockerfile.py checks the tags):
+    # nothing installs it when a node starts, and the source tree is not copied over.
+    docker = config["docker"]
+    assert docker["head_image"].rsplit("/", 1)[-1].startswith("colorize:")
+    assert docker["worker_image"].rsplit("/", 1)[-1].endswith("-gpu")
+    setup = config["setup_commands"] + config["head_setup_commands"] + config["worker_setup_commands"]
+    assert not [c for c in setup if "colorize" in c], setup
+    assert "." not in config["file_mounts"].values()
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start and "--dashboard-port=8265" in head_start
     assert any("/mnt/shared" in option for option in config["docker"]["run_options"])

@@ -5,8 +5,9 @@ Each custom resource's `spec` is validated against the OpenAPI schema of KubeRay
 `kubectl apply`'s strict field validation refuses them; the RayService's Serve config is
 validated with Ray's own Serve schema and serve/config.yaml's import path and settings; the
 RayJob's entrypoint commands parse with colorize's own parser and hand the experiment to the
-training and the model to the RayService; every Ray pod mounts the shared volume; token
-authentication is on everywhere.
+training and the model to the RayService; every Ray pod runs the colorize image and mounts
+the shared volume, and nothing is pip-installed at start; token authentication is on
+everywhere. (That the images and rayVersion are the Dockerfile's: tests/test_dockerfile.py.)
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def test_crd_validation_catches_typos_and_wrong_types():
 
 
 @pytest.mark.parametrize("kind", ["RayJob", "RayService"])
-def test_token_auth_official_images_and_shared_storage_on_every_pod(kind):
+def test_token_auth_colorize_image_and_shared_storage_on_every_pod(kind):
     spec = cluster_spec(resource(kind))
     assert spec["authOptions"] == {"mode": "token", "secretName": "colorize-ray-token"}
     version = spec["rayVersion"]
@@ -110,7 +111,7 @@ def test_token_auth_official_images_and_shared_storage_on_every_pod(kind):
         pod = group["template"]["spec"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         for container in pod["containers"]:
-            assert container["image"].startswith(f"rayproject/ray:{version}-")
+            assert container["image"].rsplit("/", 1)[-1].startswith("colorize:")
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             volume = volumes[mounts["/mnt/shared"]]
             assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
@@ -144,7 +145,7 @@ def test_rayjob_tunes_then_trains_with_arguments_colorize_accepts():
     assert served["applications"][0]["args"]["model_dir"] == str(Path(train.out) / "model")
 
     runtime_env = yaml.safe_load(job["runtimeEnvYAML"])
-    assert any(req.startswith("colorize @ ") for req in runtime_env["pip"])
+    assert not {"pip", "uv", "conda"} & set(runtime_env)  # colorize is in the image
     assert runtime_env["env_vars"]["COLORIZE_CACHE"].startswith("/mnt/shared/")
 
 
@@ -163,7 +164,8 @@ def test_rayservice_serve_config_passes_ray_serve_schema_and_colorize_settings()
     assert callable(getattr(importlib.import_module(module), attribute))
     settings = Settings.from_dict(app["args"])
     assert settings.max_replicas > settings.min_replicas >= 1  # autoscaling replicas
-    assert any(req.startswith("colorize @ ") for req in app["runtime_env"]["pip"])
+    assert settings.ingress_replicas >= 2  # no single HTTP process in front of the model
+    assert not {"pip", "uv", "conda"} & set(app.get("runtime_env", {}))  # in the image
 
 
 def test_serve_schema_refuses_a_broken_serve_config():

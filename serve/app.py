@@ -14,6 +14,7 @@ the codec runs in the model replica's threads while its next batch fills.
 `serve run serve/config.yaml` (the `args` mapping holds `Settings` fields). Decoding and
 encoding reuse `colorize.images`, so the endpoint accepts what the CLI accepts, with the
 same limits and messages. Every error is a JSON body `{"error": ..., "status": ...}`.
+Requests, latencies, batch sizes and errors go to Ray's metrics export (serve/metrics.py).
 """
 
 
@@ -44,6 +45,7 @@ from colorize.errors import ColorizeError
 from colorize.images import decode_image, encode_image, split_alpha
 from colorize.inference import load_artifact, read_metadata, working_side
 from colorize.serve.batching import Batcher
+from colorize.serve.metrics import IngressMetrics, MeasuredApp, ModelMetrics
 from colorize.serve.settings import API_KEY_HEADER, Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ColorizerReplica:
         self.batch_sizes: Counter[int] = Counter()
         self.stats_lock = threading.Lock()
         self.clock = StageClock(STAGES)
+        self.metrics = ModelMetrics(enabled=serve_replica())
         self.batcher = Batcher(self._run_batch, settings.max_batch_size,
                                settings.batch_wait_timeout_s)
         self._warm_up(settings.max_batch_size)
@@ -107,18 +110,23 @@ class ColorizerReplica:
         try:
             image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
         except ColorizeError as exc:
+            self.metrics.failed("decode")
             return {"error": str(exc), "status": exc.status}
         t1 = time.perf_counter()
         result, queued_ms, model_ms = await self.batcher((image, strength, t1))
         if isinstance(result, dict):
+            self.metrics.failed("model")
             return result
         t2 = time.perf_counter()
         try:
             payload = await asyncio.to_thread(_encode, result, fmt)
         except ColorizeError as exc:
+            self.metrics.failed("encode")
             return {"error": str(exc), "status": exc.status}
-        self.clock.add(decode=(t1 - t0) * 1e3, queue=queued_ms, model=model_ms,
-                       encode=(time.perf_counter() - t2) * 1e3)
+        stages = {"decode": (t1 - t0) * 1e3, "queue": queued_ms, "model": model_ms,
+                  "encode": (time.perf_counter() - t2) * 1e3}
+        self.clock.add(**stages)
+        self.metrics.stages(**stages)
         return {"payload": payload, "width": result.shape[1], "height": result.shape[0]}
 
     def _run_batch(self, items: list[tuple[np.ndarray, float, float]]) -> list[tuple]:
@@ -127,6 +135,7 @@ class ColorizerReplica:
         started = time.perf_counter()
         with self.stats_lock:  # stats() reads it on the event loop
             self.batch_sizes[len(items)] += 1
+        self.metrics.batch(len(items))
         images, strengths = [i[0] for i in items], [i[1] for i in items]
         try:
             results = colorize_batch_strengths(self.artifact, images, strengths)
@@ -167,6 +176,15 @@ class ColorizerReplica:
 Colorizer = serve.deployment(name="Colorizer")(ColorizerReplica)
 
 
+def serve_replica() -> bool:
+    """Whether this code runs in a Serve replica (where Ray's metrics have an exporter)."""
+    try:
+        serve.get_replica_context()
+        return True
+    except Exception:  # RayServeException outside a replica
+        return False
+
+
 def _direct(handle: DeploymentHandle) -> DeploymentHandle:
     """The handle with Serve's gRPC transport (Ray >= 2.5x): arguments and results go to
     the replica directly, not through the object store; the plain handle on older Rays."""
@@ -185,6 +203,9 @@ api = FastAPI(
     description="Automatic colorization of photos: POST an image, get it back in colour.",
     version="1",
 )
+# The one Ingress of this replica process records each HTTP answer here (serve/metrics.py).
+_ingress_metrics: IngressMetrics | None = None
+api.add_middleware(MeasuredApp, ingress_metrics=lambda: _ingress_metrics)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -296,6 +317,8 @@ class Ingress:
         self.in_flight = 0  # /colorize requests being answered (what a drain waits for)
         self.stopping = False
         self.retries = 0
+        global _ingress_metrics
+        self.metrics = _ingress_metrics = IngressMetrics(enabled=serve_replica())
 
     def _check_key(self, request: Request) -> None:
         expected = self.settings.api_key
@@ -345,11 +368,13 @@ class Ingress:
             raise ColorizeError(f"unsupported output format {format!r}; use png, jpeg or webp")
         strength = check_strength(strength)
         self.in_flight += 1
+        self.metrics.set_in_flight(self.in_flight)
         try:
             data = await self._upload(request)
             answer = await self._colorize_once_more_if_lost(data, fmt, strength)
         finally:
             self.in_flight -= 1
+            self.metrics.set_in_flight(self.in_flight)
         if "error" in answer:
             raise ColorizeError(answer["error"], answer["status"])
         return Response(answer["payload"], media_type=MEDIA_TYPES[fmt],
@@ -370,6 +395,7 @@ class Ingress:
         except REPLICA_GONE as exc:
             log.warning("model replica lost under a request (%s); retrying once", type(exc).__name__)
             self.retries += 1
+            self.metrics.retried()
         try:
             return await self._model("colorize", data, fmt, strength)
         except REPLICA_GONE:
@@ -434,9 +460,10 @@ def colorizer_options(settings: Settings) -> dict[str, Any]:
 
 
 def ingress_options(settings: Settings) -> dict[str, Any]:
-    """The ingress mostly waits on I/O; it takes no CPU reservation and many requests."""
+    """The ingress mostly waits on I/O; it takes no CPU reservation and many requests;
+    `ingress_replicas` of it (more than one: no single process in front of the model)."""
     return {
-        "num_replicas": 1,
+        "num_replicas": settings.ingress_replicas,
         "max_ongoing_requests": max(256, 8 * settings.max_batch_size * settings.max_replicas),
         "health_check_period_s": 2.0,
         "graceful_shutdown_wait_loop_s": 0.5,

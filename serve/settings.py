@@ -35,6 +35,7 @@ class Settings:
     api_key: str | None = None  # require this X-API-Key header on /colorize, /model and /stats
     min_replicas: int = 1  # equal min and max: a fixed number of model replicas
     max_replicas: int = 1  # larger than min: autoscaling between the two
+    ingress_replicas: int = 1  # HTTP ingress replicas in front of the model replicas (hops=2; with hops=1 every model replica is an ingress)
     target_ongoing_requests: float = 0.0  # autoscaling target of requests per replica; 0 = the batch size
     cpus_per_replica: float = 1.0  # CPUs reserved for each model replica
     gpus_per_replica: float = 0.0  # GPUs (or a fraction of one) for each model replica
@@ -57,6 +58,8 @@ class Settings:
             problems.append(f"max_pixels must be between 1 and {MAX_PIXELS:,}")
         if not 1 <= self.min_replicas <= self.max_replicas:
             problems.append("replicas: need 1 <= min_replicas <= max_replicas")
+        if self.ingress_replicas < 1:
+            problems.append("ingress_replicas must be at least 1")
         if self.target_ongoing_requests < 0:
             problems.append("target_ongoing_requests must not be negative")
         if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:

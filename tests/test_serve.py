@@ -378,6 +378,16 @@ def test_replicas_become_autoscaling_options():
     assert scaling["ray_actor_options"]["num_gpus"] == 1
 
 
+def test_ingress_replicas_are_configurable():
+    from colorize.serve.app import ingress_options
+
+    assert ingress_options(Settings("m"))["num_replicas"] == 1
+    assert ingress_options(Settings("m", ingress_replicas=3))["num_replicas"] == 3
+    assert ingress_options(Settings("m", ingress_replicas=3))["ray_actor_options"]["num_cpus"] == 0
+    with pytest.raises(ColorizeError, match="ingress_replicas"):
+        Settings("m", ingress_replicas=0)
+
+
 def test_cli_refuses_a_missing_model_with_one_line(capsys):
     from colorize.cli import main
 
@@ -630,9 +640,11 @@ def test_one_bad_image_does_not_fail_its_batch(local_artifact):
     from collections import Counter
 
     from colorize.serve.app import STAGES, Colorizer, StageClock
+    from colorize.serve.metrics import ModelMetrics
 
     replica = Colorizer.func_or_class.__new__(Colorizer.func_or_class)
     replica.artifact, replica.batch_sizes = local_artifact, Counter()
+    replica.metrics = ModelMetrics(enabled=False)  # outside Serve: nothing to export to
     replica.stats_lock, replica.clock = threading.Lock(), StageClock(STAGES)
     good = photo(24, 24)
     bad = np.zeros((24, 24, 5), np.uint8)  # five channels: no decoder makes this

@@ -194,14 +194,17 @@ class CpuMeter:
 
 
 def wait_until_up(url: str, seconds: float = 120) -> None:
+    """Until GET /healthz under `url` answers (colorize.client retries refused connections)."""
+    from colorize.client import Client
+    from colorize.errors import ColorizeError
+
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+            Client(url, timeout=2, retries=0).health()
+            return
+        except ColorizeError:
+            time.sleep(0.5)
     raise RuntimeError(f"{url} did not come up in {seconds:.0f}s")
 
 
@@ -218,7 +221,7 @@ def start_plain(model_dir: Path) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "plain_fastapi_server.py"), "--model", str(model_dir),
          "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until_up(f"http://127.0.0.1:{port}/healthz")
+    wait_until_up(f"http://127.0.0.1:{port}/")
     return server, f"http://127.0.0.1:{port}/colorize"
 
 
@@ -279,7 +282,9 @@ def start_serve_apps(model_dir: Path, args) -> dict[str, str]:
 
 
 def stats_of(url: str) -> dict:
-    return httpx.get(url.removesuffix("colorize") + "stats", timeout=60).json()
+    from colorize.client import Client
+
+    return Client(url, timeout=60).stats()
 
 
 def run_rounds(servers: dict[str, str], ceiling: InProcess, bodies, levels, args) -> list[dict]:

@@ -76,10 +76,10 @@ def test_experiment_reader(tmp_path, tiny_config, tiny_photos):
 
 
 def test_bad_experiment_folders(tmp_path, capsys):
-    assert main(["train", "--from", str(tmp_path / "nope"), "--workers", "1"]) == 2
+    assert main(["train", "--from", str(tmp_path / "nope"), "--workers", "1"]) == 1
     assert "experiment folder not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["train", "--from", str(tmp_path / "empty"), "--workers", "1"]) == 2
+    assert main(["train", "--from", str(tmp_path / "empty"), "--workers", "1"]) == 1
     err = capsys.readouterr().err
     assert "no best_config.json" in err and len(err.strip().splitlines()) == 1
     assert main(["train", "--from", str(tmp_path / "empty"), "--config", "x.json"]) == 2
@@ -92,7 +92,7 @@ def test_bad_experiment_folders(tmp_path, capsys):
 @pytest.mark.slow
 def test_more_workers_than_cpus_is_refused_before_starting(ray_local, tiny_photos, tmp_path, capsys):
     code = main(["train", "--data", str(tiny_photos), "--workers", "3", "--out", str(tmp_path / "o")])
-    assert code == 2
+    assert code == 1
     err = capsys.readouterr().err
     assert "3 worker(s) need 3 CPU(s) but the Ray cluster has 2" in err
     assert not (tmp_path / "o").exists()

@@ -223,7 +223,7 @@ def test_cli_prints_one_line_errors(photos32, tmp_path, capsys):
                  "--folds", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("colorize: error:") and err.count("\n") == 1
-    assert main(["tune", "--resume", "nothing-here", "--storage", str(tmp_path)]) == 2
+    assert main(["tune", "--resume", "nothing-here", "--storage", str(tmp_path)]) == 1
     assert "no experiment 'nothing-here' to resume" in capsys.readouterr().err
 
 

@@ -57,7 +57,9 @@ class Client:
                  timeout: float = 60.0, retries: int = 3, backoff_s: float = 0.5,
                  max_backoff_s: float = 8.0):
         base = url if url.endswith("/") else url + "/"
-        self.url = base.removesuffix("colorize/")  # the /colorize URL itself is fine too
+        if base.endswith("/colorize/"):  # the /colorize URL itself is fine too
+            base = base[:-len("colorize/")]
+        self.url = base
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         if timeout <= 0 or retries < 0 or backoff_s < 0:
             raise ColorizeError("timeout must be positive, retries and backoff_s not negative")

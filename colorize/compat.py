@@ -41,6 +41,9 @@ PRIVATE_NAMES = (
     PrivateName("keras.src.optimizers.base_optimizer:BaseOptimizer._model_variables_moving_average",
                 "the averages themselves, paired with `_trainable_variables`, have no public "
                 "accessor: `ema_pairs` and that override", on_instances=True),
+    PrivateName("keras.src.optimizers.base_optimizer:BaseOptimizer._get_variable_index",
+                "Keras 3 optimizers take one learning rate for every variable; the pretrained "
+                "encoder's own rate (`training.AveragedAdam`) looks each variable up by it"),
     PrivateName("keras.callbacks:EarlyStopping.best",
                 "EarlyStopping has no API to resume its state (best, best_epoch, wait): "
                 "`resume_early_stopping`", on_instances=True),

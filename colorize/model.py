@@ -15,84 +15,12 @@ from collections.abc import Callable
 import cv2
 import keras
 import numpy as np
-from keras import layers, ops
+from keras import layers
 
-from colorize import ab_bins, precision
+from colorize import ab_bins, efficientnet_lite, precision
 from colorize.calibration import apply_gains
 from colorize.config import TrainConfig
-
-
-@keras.saving.register_keras_serializable(package="colorize")
-class BroadcastConcat(layers.Layer):
-    """[(B, H, W, C) features, (B, D) vector] -> (B, H, W, C + D): the vector at every pixel."""
-
-    def call(self, inputs):
-        features, vector = inputs
-        shape = ops.shape(features)
-        tiled = ops.broadcast_to(vector[:, None, None, :], (shape[0], shape[1], shape[2], ops.shape(vector)[-1]))
-        return ops.concatenate([features, ops.cast(tiled, features.dtype)], axis=-1)
-
-    def compute_output_shape(self, input_shapes):
-        features, vector = input_shapes
-        return (*features[:3], features[3] + vector[-1])
-
-
-@keras.saving.register_keras_serializable(package="colorize")
-class ResizeUp(layers.Layer):
-    """(B, h, w, C) -> (B, h * factor, w * factor, C), bilinear with half-pixel centres (as
-    cv2's INTER_LINEAR). Keras's UpSampling2D cannot be traced with unknown sides, and
-    inference runs one graph for photos of every size (inference._forward)."""
-
-    def __init__(self, factor: int, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, inputs):
-        import tensorflow as tf
-
-        size = tf.shape(inputs)[1:3] * self.factor
-        return tf.cast(tf.image.resize(inputs, size, method="bilinear"), inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        batch, h, w, channels = input_shape
-        return (batch, None if h is None else h * self.factor, None if w is None else w * self.factor, channels)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
-
-
-@keras.saving.register_keras_serializable(package="colorize")
-class FusedBatchNormalization(layers.BatchNormalization):
-    """Keras's BatchNormalization (same weights, same update rule) computed by TensorFlow's
-    fused kernel: one op forward and one backward instead of Keras's separate moments,
-    casts and arithmetic, which are memory-bound (and, under mixed precision, upcast every
-    bf16 activation to float32): fused, a step trains 1.2-1.3x faster in float32 and
-    1.3-1.9x in bf16 on the 2-core AMX CPU (bench/README.md, *Model throughput*). In inference TensorFlow folds it into the
-    convolution before it. Other backends, masks and renorm take Keras's own path."""
-
-    def call(self, inputs, training=None, mask=None):
-        if (keras.backend.backend() != "tensorflow" or mask is not None or self.renorm
-                or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center)):
-            return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
-        x = ops.cast(inputs, self.compute_dtype)  # float32, or bf16/fp16 under mixed precision
-        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
-            # The kernel returns the unbiased batch variance; Keras keeps the biased one.
-            count = ops.cast(ops.prod(ops.shape(x)[:-1]), "float32")
-            variance = variance * (count - 1.0) / ops.maximum(count, 1.0)
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, mean=ops.cast(self.moving_mean, "float32"),
-                variance=ops.cast(self.moving_variance, "float32"), epsilon=self.epsilon,
-                data_format="NHWC", is_training=False)
-        return y
+from colorize.layers import BroadcastConcat, FusedBatchNormalization, ResizeUp
 
 
 def _global_fusion(x, filters: int, config: TrainConfig):
@@ -114,6 +42,28 @@ def _conv_block(x, filters: int, config: TrainConfig, name: str):
     return x
 
 
+def _plain_encoder(inputs, config: TrainConfig):
+    """The seed's encoder, trained from scratch: two convolutions a level, then max pooling;
+    -> (the bottleneck, the skip of each level)."""
+    x, skips = inputs, []
+    for level in range(config.depth):  # H -> H / 2**depth
+        x = _conv_block(x, config.base_filters * 2**level, config, f"down{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, dtype=config.precision, name=f"pool{level}")(x)
+    return _conv_block(x, config.base_filters * 2**config.depth, config, "bottleneck"), skips
+
+
+def _pretrained_encoder(inputs, config: TrainConfig):
+    """The ImageNet-pretrained EfficientNet-Lite0 on the grey photo as RGB: its features at
+    strides 2 .. 2**(depth - 1) are the skips, its stride-2**depth feature the bottleneck.
+    The full-resolution skip, which it has no feature for, is a plain level on L itself
+    (left out where an output stride keeps the decoder from reaching it)."""
+    rgb = efficientnet_lite.GreyToEncoderInput(dtype=config.precision, name="enc_input")(inputs)
+    taps = efficientnet_lite.features(rgb, levels=config.depth, dtype=config.precision)
+    full = _conv_block(inputs, config.base_filters, config, "down0") if config.output_stride == 1 else None
+    return taps[-1], [full, *taps[:-1]]
+
+
 def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Model:
     """(B, H, W, 1) normalised L -> (B, H, W, 2) normalised a/b in [-1, 1].
 
@@ -121,12 +71,10 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
     """
     config = dataclasses.replace(config, precision=precision.resolve(config.precision))
     inputs = keras.Input(shape=(input_size, input_size, 1), name="L")
-    x, skips = inputs, []
-    for level in range(config.depth):  # encoder: H -> H / 2**depth
-        x = _conv_block(x, config.base_filters * 2**level, config, f"down{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, dtype=config.precision, name=f"pool{level}")(x)
-    x = _conv_block(x, config.base_filters * 2**config.depth, config, "bottleneck")
+    if config.encoder == "none":
+        x, skips = _plain_encoder(inputs, config)
+    else:
+        x, skips = _pretrained_encoder(inputs, config)
     if config.global_context:
         x = _global_fusion(x, config.base_filters * 2**config.depth, config)
     if config.dropout:

@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorize import ab_bins, compat, data, lab, losses, metrics
+from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
 from colorize.calibration import best_temperature
 from colorize.config import TrainConfig
 from colorize.inference import predict_ab
@@ -37,6 +37,11 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
     """A fresh U-Net compiled with Adam and its loss (rebalanced from `train_tiles`)."""
     keras.utils.set_random_seed(config.seed)
     model = build_unet(config)
+    if config.encoder != "none":
+        efficientnet_lite.load_pretrained(model)  # before a checkpoint's weights, which win
+        if config.encoder_lr_scale == 0:
+            for layer in model.layers:
+                layer.trainable = layer.trainable and not efficientnet_lite.is_encoder_layer(layer.name)
     weights = None
     if config.rebalance > 0 or (config.head == "bins" and train_tiles is not None):
         if train_tiles is None:
@@ -52,8 +57,9 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
         else:
             weights = losses.rebalance_weights(ab, config.rebalance)
     clipping = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
-    if config.ema:
-        optimizer = AveragedAdam(config.learning_rate, use_ema=True, ema_momentum=config.ema, **clipping)
+    if config.ema or 0 < config.encoder_lr_scale < 1 and config.encoder != "none":
+        optimizer = AveragedAdam(config.learning_rate, use_ema=bool(config.ema), ema_momentum=config.ema or 0.99,
+                                 encoder_lr_scale=config.encoder_lr_scale, **clipping)
     else:
         optimizer = keras.optimizers.Adam(config.learning_rate, **clipping)
     if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
@@ -66,9 +72,31 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
 
 
 class AveragedAdam(keras.optimizers.Adam):
-    """Adam that also keeps a moving average of the weights (`TrainConfig.ema`). Keras would
-    copy the average into the model when fit ends; `EMAWeights` already leaves it there at
-    every epoch's end, and a best epoch restored after that must not be overwritten."""
+    """Adam that also keeps a moving average of the weights (`TrainConfig.ema`), and steps
+    the pretrained encoder's weights at `encoder_lr_scale` of the rate (a pretrained network
+    fine-tuned at the rate a fresh decoder needs forgets what it was pretrained for).
+    Keras would copy the average into the model when fit ends; `EMAWeights` already leaves
+    it there at every epoch's end, and a best epoch restored after that must not be
+    overwritten."""
+
+    def __init__(self, *args, encoder_lr_scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encoder_lr_scale = encoder_lr_scale
+        self._scales: list[float] = []
+
+    def build(self, variables):
+        super().build(variables)
+        self._scales = [self.encoder_lr_scale if efficientnet_lite.is_encoder_layer(v.path) else 1.0
+                        for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scales[self._get_variable_index(variable)] if self._scales else 1.0
+        if scale != 1.0:
+            learning_rate = keras.ops.cast(learning_rate, "float32") * scale
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "encoder_lr_scale": self.encoder_lr_scale}
 
     def finalize_variable_values(self, var_list):
         pass

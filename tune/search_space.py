@@ -10,6 +10,8 @@ a list of choices or a range:
     head: [regression, bins]                         # colour: the head, its decoding and
     temperature: {low: 0.2, high: 0.6}               #   rebalancing, and model selection
     monitor: [ssim, colour]
+    encoder: [none, efficientnet-lite0]              # the ImageNet-pretrained encoder, and
+    encoder_lr_scale: [0.1, 1.0]                     #   its share of the learning rate
 
 A file's entries are merged over DEFAULT_SPACE (batch size and loss); names outside
 SEARCHABLE, empty lists, malformed ranges and values that clash with each other (a trial
@@ -39,7 +41,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",
     "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context", "ema", "clip_norm",
-    "zoom", "output_stride", "lr_schedule",
+    "zoom", "output_stride", "lr_schedule", "encoder", "encoder_lr_scale",
 )
 
 # Every combination of the candidate values is checked when the space has at most this

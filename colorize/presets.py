@@ -52,7 +52,23 @@ PHOTOS: dict[str, Any] = {
     "colour_budget_db": 0.15,
 }
 
-PRESETS = {"seed": SEED, "photos": PHOTOS}
+# The recipe on the ImageNet-pretrained encoder (efficientnet_lite.py): the photos recipe's
+# training, with EfficientNet-Lite0 in place of the encoder learnt from scratch. Its five
+# levels end at stride 32, so crops are larger (128 px: a 144 px working side, where an
+# ImageNet network still recognises what it sees), and a decoder half as wide keeps the
+# step's cost near the recipe's; the encoder steps at a tenth of the rate, as pretrained
+# networks are fine-tuned, so the fresh decoder's large early steps do not wash out what
+# it learnt on ImageNet.
+PRETRAINED: dict[str, Any] = {
+    **PHOTOS,
+    "encoder": "efficientnet-lite0",
+    "encoder_lr_scale": 0.1,
+    "depth": 5,
+    "base_filters": 16,
+    "image_size": 128,
+}
+
+PRESETS = {"seed": SEED, "photos": PHOTOS, "pretrained": PRETRAINED}
 AUTO = "auto"
 # The recipe was measured on 1,222 photos (docs/experiments.md); below this many, the seed's model.
 PHOTOS_AT_LEAST = 200

@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 from bench.common import machine, require_shared_data  # noqa: E402
 from colorize import data  # noqa: E402
 from colorize.artifact import Artifact, load_artifact, save_artifact  # noqa: E402
-from colorize.calibration import calibrate  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
 from colorize.evaluation import evaluate_photos, strength_sweep  # noqa: E402
+from colorize.fit_run import calibrate  # noqa: E402
 from colorize.inference import UPSAMPLERS  # noqa: E402
 from colorize.training import fit  # noqa: E402
 

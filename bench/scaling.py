@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     from colorize.config import TrainConfig
     from colorize.distributed import run_training
     from colorize.experiment import ConfigSource
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     print(f"machine: {machine()}")
     print("Ray sees", os.cpu_count(), "CPUs: at most 2 one-CPU workers fit; a 2-worker run has no "

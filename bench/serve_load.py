@@ -79,7 +79,7 @@ def photo_bodies(count: int, side: int = 256) -> list[bytes]:
 
 def train_model(out: Path, epochs: int) -> Path:
     from colorize.config import TrainConfig
-    from colorize.fit_job import run_fit
+    from colorize.fit_run import run_fit
 
     print(f"training a small model ({epochs} epochs on the sample photos) into {out} ...", flush=True)
     run_fit(TrainConfig(image_size=64, epochs=epochs), "sample", out, None, verbose=0)

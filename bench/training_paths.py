@@ -36,7 +36,7 @@ from bench.common import CpuUse, machine, require_shared_data  # noqa: E402
 from bench.scaling import training_folder  # noqa: E402
 from colorize import data, precision  # noqa: E402
 from colorize.config import TrainConfig  # noqa: E402
-from colorize.fit_job import prepare_data  # noqa: E402
+from colorize.prepared_data import prepare_data  # noqa: E402
 from colorize.training import EpochTrainer, compile_model, fit  # noqa: E402
 
 

@@ -25,6 +25,8 @@ bsds500/test calibrated on one validation split and 24.8 on another; on two 48-f
 models a target of 0.6 landed where that budget did, so the recipe keeps a budget
 (docs/experiments.md).
 
+The search over the validation split (`fit_run.calibrate`) runs after training; this module is
+the arithmetic alone (NumPy), so that inference applies the gains without loading training.
 Users move along the same axis with the colour strength (colorizer.check_strength).
 """
 
@@ -36,7 +38,6 @@ from collections.abc import Callable
 import numpy as np
 
 from colorize import ab_bins
-from colorize.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -141,43 +142,3 @@ def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
         return float(grid[min(reaching, key=errors.__getitem__) if reaching else int(np.argmax(colours))])
     allowed = errors.min() * 10 ** (budget_db / 10)
     return float(min(t for t, e in zip(grid, errors, strict=True) if e <= allowed))
-
-
-def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
-    """{"cast_gain": k, "gain": g} for the regression head, {"temperature": T} for bins;
-    {} when disabled."""
-    from colorize import data, lab, metrics  # training-side: inference imports this module
-    from colorize.inference import predict_ab
-
-    if not config.calibrate or not len(val_tiles):
-        return {}
-    true_rgb, l_norm, true_ab = data.eval_arrays(val_tiles, config.image_size)
-    output = predict_ab(model, l_norm)
-
-    def colourfulness_of(ab: np.ndarray) -> float:
-        return metrics.mean_colourfulness(lab.to_uint8(lab.join_lab(l_norm, ab)))
-
-    target = 0.0
-    if config.colour_target:
-        target = config.colour_target * metrics.mean_colourfulness(true_rgb)
-    if config.head == "bins":
-        from colorize.model import decoder_at_temperature  # model imports this module
-
-        result = {"temperature": best_temperature(
-            output, true_ab, budget_db=config.colour_budget_db, target=target, colourfulness=colourfulness_of,
-            decode=decoder_at_temperature(config))}
-    else:
-        scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
-
-        def colourfulness(gains: dict) -> float:
-            key = (gains["cast_gain"], gains["gain"])
-            if key not in scores:
-                scores[key] = colourfulness_of(apply_gains(output, gains))
-            return scores[key]
-
-        if target:
-            result = gains_for_target(output, true_ab, target, colourfulness)
-        else:
-            result = least_squares_gains(output, true_ab, config.colour_budget_db, colourfulness)
-    log.info("colour calibration on %d validation crops: %s", len(val_tiles), result)
-    return result

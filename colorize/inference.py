@@ -18,8 +18,8 @@ import numpy as np
 from colorize import lab
 from colorize.artifact import Artifact, load_artifact, read_metadata
 from colorize.calibration import apply_gains
+from colorize.decoding import output_ab
 from colorize.images import split_alpha
-from colorize.model import output_ab
 from colorize.preprocess import resize_short_side, working_side
 
 __all__ = [

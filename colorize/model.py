@@ -1,5 +1,5 @@
 """The U-Net-like autoencoder: L channel in, a/b out (regression head) or a/b bin logits
-(bins head, see ab_bins.py).
+(bins head, see ab_bins.py); decoding.py turns either into a/b.
 
 Fully convolutional: any input whose sides are multiples of 2**depth works, so one
 trained model colorizes photos of any size (see colorizer.py). With `global_context` a
@@ -10,15 +10,11 @@ so the scene, not only the neighbourhood, decides the palette.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
-import cv2
 import keras
-import numpy as np
 from keras import layers
 
 from colorize import ab_bins, efficientnet_lite, precision
-from colorize.calibration import apply_gains
 from colorize.config import TrainConfig
 from colorize.layers import BroadcastConcat, FusedBatchNormalization, ResizeUp
 
@@ -96,38 +92,6 @@ def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Mode
         if config.output_stride > 1:  # resized up here, so every loss sees the photo's resolution
             outputs = ResizeUp(config.output_stride, dtype="float32", name="ab_resized")(outputs)
     return keras.Model(inputs, outputs, name="colorize_unet")
-
-
-def output_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
-    """The model's raw output (N, h, w, channels) or (h, w, channels) -> normalised a/b at the
-    input's size, before the gains: the regression head's a/b (resized inside the model), or
-    the bins head's annealed mean at the calibrated temperature, resized up bilinearly from
-    (h, w) = the input's size / output_stride if coarse (the mean comes first: logits do not
-    interpolate)."""
-    calibration = calibration or {}
-    if config.head != "bins":
-        return output
-    ab = ab_bins.annealed_mean(output, calibration.get("temperature", config.temperature))
-    stride = config.output_stride
-    if stride == 1:
-        return ab
-
-    def resize(plane):  # half-pixel centres: each coarse pixel is the mean of its stride^2 block
-        return cv2.resize(plane, (plane.shape[1] * stride, plane.shape[0] * stride), interpolation=cv2.INTER_LINEAR)
-
-    return np.stack([resize(plane) for plane in ab]) if ab.ndim == 4 else resize(ab)
-
-
-def decoder_at_temperature(config: TrainConfig) -> Callable[[np.ndarray, float], np.ndarray]:
-    """(bins logits, T) -> a/b at the input's size: what the temperature is searched with."""
-    return lambda logits, temperature: output_ab(logits, config, {"temperature": temperature})
-
-
-def decode_ab(output: np.ndarray, config: TrainConfig, calibration: dict | None = None) -> np.ndarray:
-    """The model's raw output for whole images (..., h, w, channels) -> normalised a/b at the
-    input's size (output_ab) with the calibration's gains on a/b (calibration.py). The gains
-    use each image's mean a/b: with padded inputs, crop output_ab's result and apply them."""
-    return apply_gains(output_ab(output, config, calibration), calibration or {})
 
 
 def count_flops(config: TrainConfig, size: int) -> int:

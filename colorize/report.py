@@ -1,6 +1,6 @@
 """The one-page HTML report of a training run: `OUT/report.html`, readable from disk.
 
-It ties together what `fit_job.finalize` wrote into the output folder (metrics.json,
+It ties together what `fit_run.finalize` wrote into the output folder (metrics.json,
 plots/, results.png, model/metadata.json) and where the configuration came from (a
 ConfigSource: the tuning leaderboard's top rows when it came from `colorize tune`).
 Images are embedded as data URIs, so the page stays whole when copied alone.

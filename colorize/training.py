@@ -23,8 +23,9 @@ import numpy as np
 from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
 from colorize.calibration import best_temperature
 from colorize.config import TrainConfig
+from colorize.decoding import decode_ab, decoder_at_temperature
 from colorize.inference import predict_ab
-from colorize.model import build_unet, decode_ab, decoder_at_temperature
+from colorize.model import build_unet
 
 log = logging.getLogger(__name__)
 

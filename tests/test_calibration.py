@@ -128,6 +128,7 @@ def test_a_model_calibrated_to_a_colour_target_reaches_it(tiny_photos, tiny_conf
     import keras
 
     from colorize import data, lab, metrics
+    from colorize.fit_run import calibrate
 
     tiles = data.load_photoset(tiny_photos, tiny_config.image_size).tiles
     rgb, l_norm, true_ab = data.eval_arrays(tiles, tiny_config.image_size)
@@ -143,8 +144,8 @@ def test_a_model_calibrated_to_a_colour_target_reaches_it(tiny_photos, tiny_conf
         return np.mean([metrics.colourfulness(image) for image in coloured])
 
     truth = np.mean([metrics.colourfulness(image) for image in rgb])
-    least = calibration.calibrate(model, tiny_config, tiles)
+    least = calibrate(model, tiny_config, tiles)
     assert 1.5 < least["gain"] < 2.5  # it sees the halved colours
     share = 1.1 * colourfulness(least) / truth  # within the 3 dB a target may spend
-    gains = calibration.calibrate(model, dataclasses.replace(tiny_config, colour_target=share), tiles)
+    gains = calibrate(model, dataclasses.replace(tiny_config, colour_target=share), tiles)
     assert share * truth <= colourfulness(gains) < 1.02 * share * truth

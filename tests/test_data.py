@@ -159,7 +159,7 @@ def test_tiles_follow_the_long_side():
 
 def test_sample_set_is_built_in_and_split_by_source_photo(cache_dir):
     from colorize.config import TrainConfig
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     photoset = data.load_photoset("sample", 64, cache_dir)
     assert len(photoset.names) == 6 and photoset.tiles.shape == (30, 72, 72, 3)
@@ -244,7 +244,7 @@ def test_zoom_sees_training_crops_at_random_scales_and_plain_crops_at_one():
 
 def test_a_separate_test_folder_leaves_the_split_85_15_and_is_what_test_reads(tmp_path, cache_dir):
     from colorize.config import TrainConfig
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     train = write_photos(tmp_path / "train", 20)
     bench = write_photos(tmp_path / "bench", 3, seed=5, size=(40, 56))
@@ -259,7 +259,7 @@ def test_a_separate_test_folder_leaves_the_split_85_15_and_is_what_test_reads(tm
 
 def test_a_separate_validation_folder_is_the_val_split_and_never_trained_on(tmp_path, cache_dir):
     from colorize.config import TrainConfig
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     train = write_photos(tmp_path / "train", 20)
     val = write_photos(tmp_path / "val", 4, seed=3, size=(40, 56))
@@ -282,7 +282,7 @@ def test_a_separate_validation_folder_is_the_val_split_and_never_trained_on(tmp_
 def test_a_held_out_folder_that_overlaps_the_training_data_or_is_empty_is_refused(
         tmp_path, cache_dir, held_out, flag):
     from colorize.config import TrainConfig
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     train = write_photos(tmp_path / "train", 6)
     folder = {"same": lambda: train, "inside": lambda: write_photos(train / "held", 2, seed=4),
@@ -332,7 +332,7 @@ def test_folder_numbers_follow_the_labels_of_several_folders():
 
 def test_folder_balance_evens_the_training_folders_and_never_changes_validation(tmp_path, cache_dir):
     from colorize.config import TrainConfig
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     small, large = write_photos(tmp_path / "small", 6), write_photos(tmp_path / "large", 24, seed=1)
     as_loaded = prepare_data([small, large], TrainConfig(image_size=32), cache_dir)
@@ -350,7 +350,7 @@ def test_folder_balance_evens_the_training_folders_and_never_changes_validation(
 
 def test_training_tiles_follow_working_share_and_validation_never_changes(tmp_path, cache_dir):
     from colorize.config import TrainConfig
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     photos = write_photos(tmp_path / "p", 10, size=(96, 128))  # big enough for views at 2x
     as_cut = prepare_data(photos, TrainConfig(image_size=16, depth=2, views=2), cache_dir)

@@ -12,7 +12,8 @@ from colorize import data, lab
 from colorize.config import TrainConfig
 from colorize.inference import Artifact, prepare, working_side
 
-TRAINING_MODULES = ("colorize.training", "colorize.data", "colorize.losses", "colorize.distributed")
+TRAINING_MODULES = ("colorize.training", "colorize.data", "colorize.losses", "colorize.distributed",
+                    "colorize.fit_run", "colorize.prepared_data")
 
 
 def test_importing_inference_loads_no_training_code():

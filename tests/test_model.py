@@ -21,7 +21,7 @@ def test_output_shape_and_tanh_range(shape):
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_a_coarse_bins_head_decodes_to_the_inputs_size(stride):
     from colorize import ab_bins
-    from colorize.model import decode_ab
+    from colorize.decoding import decode_ab
 
     config = TrainConfig(image_size=16, depth=3, base_filters=4, head="bins", output_stride=stride)
     model = build_unet(config)

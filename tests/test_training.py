@@ -132,7 +132,8 @@ def test_a_short_fit_on_the_rebuilt_photos_error_learns(tiles):
 
 @pytest.mark.parametrize("stride", [1, 4])
 def test_short_fit_of_the_bins_head_gains_colour(tiles, stride):
-    from colorize.calibration import TEMPERATURES, calibrate
+    from colorize.calibration import TEMPERATURES
+    from colorize.fit_run import calibrate
 
     config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
                          patience=10, dropout=0.0, head="bins", rebalance=0.5, monitor="psnr",

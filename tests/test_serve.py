@@ -391,9 +391,9 @@ def test_ingress_replicas_are_configurable():
 def test_cli_refuses_a_missing_model_with_one_line(capsys):
     from colorize.cli import main
 
-    assert main(["serve", "/nonexistent/model"]) == 2
+    assert main(["serve", "/nonexistent/model"]) == 1  # a runtime error: the folder is not there
     assert "model not found" in capsys.readouterr().err
-    assert main(["serve", "/nonexistent/model", "--replicas", "4-1"]) == 2
+    assert main(["serve", "/nonexistent/model", "--replicas", "4-1"]) == 2  # a usage error
 
 
 def test_direct_ingress_is_refused_where_ray_is_not_started_here(tiny_artifact, capsys):

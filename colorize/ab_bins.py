@@ -1,12 +1,17 @@
-"""The classification head's colour bins (Zhang et al. 2016): every constant in one place.
+"""Every binning of the a/b plane, in one place: the classification head's colour bins
+(Zhang et al. 2016) and the square grid the regression head's rebalancing counts on.
 
 The a/b plane is cut into squares of BIN_SIZE Lab units; the bins the sRGB gamut reaches
-(about 300 of them) are the classes. Targets are soft: each pixel's true a/b spreads over
+(261 of them with these constants: `bin_count()`) are the classes. Targets are soft: each pixel's true a/b spreads over
 its NEIGHBOURS nearest bin centres with Gaussian weights (sigma SOFT_SIGMA). Decoding is the
 annealed mean: softmax(logits / T) weighted over the centres; T -> 0 is the mode (vivid,
 risky), T = 1 the mean (safe, dull). Zhang et al. use T = 0.38.
 
 Centres here are in the model's normalised a/b units (lab.AB_SCALE), like the regression head.
+
+The regression head's rebalancing (losses.rebalance_weights) counts colours on a plain
+GRID_SIDE x GRID_SIDE grid over the normalised a/b square instead (`grid_index`): its
+weights were fitted on that grid, and rebalanced regression models train as before.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from colorize import lab
 BIN_SIZE = 10.0  # Lab units between bin centres (Zhang et al.)
 SOFT_SIGMA = 5.0  # Lab units: Gaussian width of the soft encoding
 NEIGHBOURS = 5  # nearest bins each pixel's target spreads over
-DEFAULT_TEMPERATURE = 0.38  # annealed-mean temperature (Zhang et al.)
 GAMUT_STEPS = 64  # sRGB cube sampled 64^3 to find the reachable a/b bins
+GRID_STEP = 0.1  # the rebalancing grid's cell on normalised a/b (11 Lab units)
+GRID_EDGE = 1.1  # the grid covers [-1.1, 1.1) on each axis
+GRID_SIDE = int(round(2 * GRID_EDGE / GRID_STEP))  # 22 cells per axis
 
 
 @functools.lru_cache(maxsize=1)
@@ -101,3 +108,14 @@ def annealed_mean(logits: np.ndarray, temperature: float) -> np.ndarray:
     probs = np.exp(scaled)
     probs /= probs.sum(-1, keepdims=True)
     return probs @ bin_centres()
+
+
+def grid_index(ab):
+    """Flattened rebalancing-grid cell of normalised a/b (..., 2); numpy or TF tensors."""
+    if isinstance(ab, np.ndarray):
+        idx = np.clip(np.floor((ab + GRID_EDGE) / GRID_STEP), 0, GRID_SIDE - 1).astype(np.int64)
+    else:
+        import tensorflow as tf
+
+        idx = tf.cast(tf.clip_by_value(tf.floor((ab + GRID_EDGE) / GRID_STEP), 0, GRID_SIDE - 1), tf.int32)
+    return idx[..., 0] * GRID_SIDE + idx[..., 1]

@@ -21,7 +21,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test
 NO_TEST_FRACTIONS = (0.85, 0.15, 0.0)  # when the test photos come from another folder
-CACHE_VERSION = 2  # bump when the stored layout changes
+CACHE_VERSION = 3  # bump when the stored layout changes
 SAMPLE = "sample"
 DataSource = str | Path | Sequence[str | Path]  # one folder or 'sample', or several
 
@@ -48,6 +48,7 @@ class Photo:
     path: Path | None = None  # the file, for the cache key; None for built-in photos
     # photo -> its training tiles at a side; None: tile_photo (the sample set cuts its own)
     cut: Callable[[np.ndarray, int], list[np.ndarray]] | None = None
+    folder: int = 0  # which of the data source's folders it came from (an index into them)
 
 
 @dataclass
@@ -60,6 +61,13 @@ class PhotoSet:
     skipped: dict[str, str] = field(default_factory=dict)  # photo name -> why it was skipped
     fingerprint: str = ""  # hash of the photo list and the tile size
     scale: np.ndarray | None = None  # (N,) 1 = working scale, s = cut from the photo at s x
+    folder: np.ndarray | None = None  # one per name: its Photo.folder (None: all the first)
+
+    def folders(self) -> np.ndarray:
+        """Each photo's folder, as an index into the data source's folders."""
+        if self.folder is None:
+            return np.zeros(len(self.names), dtype=np.int64)
+        return np.asarray(self.folder, dtype=np.int64)
 
     def tiles_of(self, photo_indices: Sequence[int], all_views: bool = False,
                  working_share: float = 0.0, folder: np.ndarray | None = None,
@@ -117,18 +125,6 @@ def balance_folders(indices: np.ndarray, folder: np.ndarray, exponent: float) ->
     # a share as n ** exponent is a weight per tile of n ** (exponent - 1), relative to the largest
     repeats = [max(1, round((largest / len(g)) ** (1 - exponent))) for g in groups]
     return np.concatenate([np.tile(g, r) for g, r in zip(groups, repeats, strict=True)])
-
-
-def folder_numbers(names: Sequence[str], sources: list[str]) -> np.ndarray:
-    """Each photo's folder, as an index into `sources`: several folders name their photos
-    '<label>/<path>' (`photos_from`); one folder's photos are all 0."""
-    if len(sources) < 2:
-        return np.zeros(len(names), dtype=np.int64)
-    labels = [label + "/" for label in folder_labels(sources)]
-    # the longest label first: 'sample/train/' before the built-in sample's 'sample/'
-    by_length = sorted(range(len(labels)), key=lambda i: -len(labels[i]))
-    return np.array([next((i for i in by_length if name.startswith(labels[i])), 0) for name in names],
-                    dtype=np.int64)
 
 
 # --- discovery ----------------------------------------------------------------------------
@@ -281,19 +277,20 @@ def photos_from(source: DataSource) -> list[Photo]:
 
     With several folders each photo's name starts with its folder's label (the folder's
     name, or as many trailing path parts as make the labels distinct), so names stay
-    unique; a file reached through two of the folders is taken once.
+    unique, and its `folder` is the folder's index; a file reached through two of the
+    folders is taken once, for the first.
     """
     sources = data_sources(source)
     if len(sources) == 1:
         return _photos_of(sources[0], "")
     photos: list[Photo] = []
     seen: set[str] = set()
-    for folder, label in zip(sources, folder_labels(sources), strict=True):
+    for number, (folder, label) in enumerate(zip(sources, folder_labels(sources), strict=True)):
         for photo in _photos_of(folder, label + "/"):
             key = os.path.realpath(photo.path) if photo.path is not None else photo.name
             if key not in seen:
                 seen.add(key)
-                photos.append(photo)
+                photos.append(replace(photo, folder=number))
     line = f"{len(photos)} photo file(s) from {len(sources)} sources: {', '.join(sources)}"
     log.log(logging.DEBUG if line in _ANNOUNCED else logging.INFO, "%s", line)
     _ANNOUNCED.add(line)
@@ -356,7 +353,7 @@ def load_photos(
 
 
 def _decode_all(photos: list[Photo], size: int, views: int = 1) -> PhotoSet:
-    names, tiles, owner, scale, skipped = [], [], [], [], {}
+    names, tiles, owner, scale, skipped, folder = [], [], [], [], {}, []
     side = working_side(size)
     for photo in photos:
         try:
@@ -379,9 +376,11 @@ def _decode_all(photos: list[Photo], size: int, views: int = 1) -> PhotoSet:
             scale += [s] * len(photo_tiles)
             tiles += photo_tiles
         names.append(photo.name)
+        folder.append(photo.folder)
     stack = np.stack(tiles) if tiles else np.zeros((0, side, side, 3), np.uint8)
     return PhotoSet(
-        names, stack, np.asarray(owner, dtype=np.int64), skipped, scale=np.asarray(scale, np.uint8)
+        names, stack, np.asarray(owner, dtype=np.int64), skipped, scale=np.asarray(scale, np.uint8),
+        folder=np.asarray(folder, dtype=np.int64),
     )
 
 
@@ -438,7 +437,8 @@ def _read_cache(path: Path) -> PhotoSet | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return PhotoSet(meta["names"], z["tiles"], z["owner"], meta["skipped"], meta["key"], z["scale"])
+            return PhotoSet(meta["names"], z["tiles"], z["owner"], meta["skipped"], meta["key"], z["scale"],
+                            z["folder"])
     except Exception as exc:  # a corrupt cache is rebuilt, never fatal
         log.warning("ignoring unreadable cache %s: %s", path, exc)
         return None
@@ -450,7 +450,8 @@ def _write_cache(path: Path, photoset: PhotoSet) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         scale = photoset.scale if photoset.scale is not None else np.ones(len(photoset.owner), np.uint8)
-        np.savez(tmp, tiles=photoset.tiles, owner=photoset.owner, scale=scale, meta=json.dumps(meta))
+        np.savez(tmp, tiles=photoset.tiles, owner=photoset.owner, scale=scale, folder=photoset.folders(),
+                 meta=json.dumps(meta))
         os.replace(tmp, path)  # atomic: concurrent runs never read half a file
     except OSError as exc:
         log.warning("could not write the data cache %s: %s", path, exc)

@@ -63,10 +63,3 @@ def read_leaderboard(path: Path, rows: int = LEADERBOARD_ROWS) -> list[dict[str,
         return []
     with path.open(newline="") as handle:
         return [dict(row) for _, row in zip(range(rows), csv.DictReader(handle), strict=False)]
-
-
-def from_file_or_defaults(path: str | Path | None, overrides: dict[str, Any]) -> ConfigSource:
-    """A config file (or the defaults) with command-line overrides applied."""
-    base = TrainConfig.from_file(path) if path else None
-    config = TrainConfig.from_dict(overrides, base)
-    return ConfigSource(config, "file" if path else "defaults", str(path or ""))

@@ -20,11 +20,6 @@ import tensorflow as tf
 from colorize import ab_bins, lab
 from colorize.config import TrainConfig
 
-AB_BIN = 0.1  # bin width on normalised a/b (11 Lab units; Zhang et al. use 10)
-AB_EDGE = 1.1  # bins cover [-1.1, 1.1) on each axis
-BINS = int(round(2 * AB_EDGE / AB_BIN))  # 22 per axis
-
-
 PSNR_CEILING_DB = 40.0  # the "psnr" loss: 0 for a perfect crop, its PSNR counted up to here
 PSNR_CEILING_MSE = 10.0 ** (-PSNR_CEILING_DB / 10.0)
 
@@ -65,24 +60,16 @@ def srgb_from_lab(l_norm, ab_norm):
     return tf.where(linear > 0.0031308, curved, 12.92 * linear)
 
 
-def ab_bin_index(ab):
-    """Flattened 2-D bin index of normalised a/b (..., 2); works on numpy and TF tensors."""
-    if isinstance(ab, np.ndarray):
-        idx = np.clip(np.floor((ab + AB_EDGE) / AB_BIN), 0, BINS - 1).astype(np.int64)
-    else:
-        idx = tf.cast(tf.clip_by_value(tf.floor((ab + AB_EDGE) / AB_BIN), 0, BINS - 1), tf.int32)
-    return idx[..., 0] * BINS + idx[..., 1]
-
-
 def rebalance_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
-    """Per-bin weights (s p + (1 - s) / Q)^-1, p the smoothed colour frequencies: Zhang et
-    al.'s ((1 - lambda) p + lambda / Q)^-1 with lambda = 1 - s, so s = 0 weighs every colour
-    alike, 0.5 is their setting and s -> 1 is pure inverse frequency. Scaled so the mean
+    """Per-cell weights (s p + (1 - s) / Q)^-1 on ab_bins' rebalancing grid, p the smoothed
+    colour frequencies: Zhang et al.'s ((1 - lambda) p + lambda / Q)^-1 with lambda = 1 - s,
+    so s = 0 weighs every colour alike, 0.5 is their setting and s -> 1 is pure inverse frequency. Scaled so the mean
     weight over the training pixels is 1: the loss keeps plain MSE's scale."""
     import cv2
 
-    counts = np.bincount(ab_bin_index(ab_train).ravel(), minlength=BINS * BINS).astype(np.float64)
-    p = cv2.GaussianBlur(counts.reshape(BINS, BINS), (0, 0), 0.5).ravel()  # sigma ~ 5 Lab units
+    side = ab_bins.GRID_SIDE
+    counts = np.bincount(ab_bins.grid_index(ab_train).ravel(), minlength=side * side).astype(np.float64)
+    p = cv2.GaussianBlur(counts.reshape(side, side), (0, 0), 0.5).ravel()  # sigma ~ 5 Lab units
     p /= p.sum()
     weights = 1.0 / (strength * p + (1.0 - strength) / p.size)
     weights /= np.sum(counts * weights) / counts.sum()
@@ -101,7 +88,7 @@ def make_loss(config: TrainConfig, weights: np.ndarray | None = None):
         ab_true, _ = split_target(y_true)
         squared = tf.square(ab_true - y_pred)
         if table is not None:
-            squared = squared * tf.gather(table, ab_bin_index(ab_true))[..., None]
+            squared = squared * tf.gather(table, ab_bins.grid_index(ab_true))[..., None]
         return tf.reduce_mean(squared, axis=[1, 2, 3])
 
     def dssim(y_true, y_pred):

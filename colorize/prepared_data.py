@@ -42,7 +42,7 @@ class PreparedData:
         sources = self.loaded_sources()
         if len(sources) < 2:
             return None
-        return data.folder_numbers(self.photoset.names, sources)[self.photoset.owner]
+        return self.photoset.folders()[self.photoset.owner]
 
     def photos(self, part: str) -> list[data.Photo]:
         if part == "test" and self.test_source is not None:
@@ -110,7 +110,7 @@ def _prepare_with_val(source: data.DataSource, val_source: data.DataSource, conf
     photoset = data.load_photoset(folders, config.image_size, cache_dir, views=config.views)
     # The photos of the validation folders (listed last) are validation; a file reached
     # through both is taken once, for training.
-    is_val = data.folder_numbers(photoset.names, folders) >= len(train_folders)
+    is_val = photoset.folders() >= len(train_folders)
     val, rest = np.flatnonzero(is_val), np.flatnonzero(~is_val)
     if not len(val) or not len(rest):
         empty = "--val-data" if not len(val) else "--data"

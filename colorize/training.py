@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,13 @@ import numpy as np
 
 from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
 from colorize.calibration import best_temperature
+from colorize.checkpoint import (
+    BEST_WEIGHTS,  # noqa: F401  (distributed.py reads it here: moving to checkpoint)
+    load_best,
+    load_checkpoint,
+    save_best,
+    save_checkpoint,
+)
 from colorize.config import TrainConfig
 from colorize.decoding import decode_ab, decoder_at_temperature
 from colorize.inference import predict_ab
@@ -342,9 +347,6 @@ def epoch_line(epoch: int, epochs: int, logs: dict, images_per_second: float,
     return " ".join(parts)
 
 
-BEST_WEIGHTS = "best.weights.h5"
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves weights, epoch, history (and the best weights) each epoch so a fit resumes."""
 
@@ -357,33 +359,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         save_checkpoint(self.directory, self.model, epoch + 1, self.history)
         scores = self.history.get(MONITOR_KEY, [])
-        if scores and scores[-1] >= max(scores):  # written whole or not at all, as save_checkpoint
-            self.model.save_weights(self.directory / "best.tmp.weights.h5")
-            os.replace(self.directory / "best.tmp.weights.h5", self.directory / BEST_WEIGHTS)
-
-
-def save_checkpoint(directory: Path, model: keras.Model, epoch: int, history: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_weights(directory / "weights.tmp.weights.h5")
-    os.replace(directory / "weights.tmp.weights.h5", directory / "weights.weights.h5")
-    state = json.dumps({"epoch": epoch, "history": history})
-    (directory / "state.tmp.json").write_text(state)
-    os.replace(directory / "state.tmp.json", directory / "state.json")
-
-
-def load_checkpoint(directory: str | Path, model: keras.Model) -> tuple[int, dict]:
-    """Restore weights (and the optimizer's moments) into `model`; (epochs done, history).
-    (0, {}) when there is none. Call it in the strategy's scope when there is one."""
-    directory = Path(directory)
-    if not (directory / "state.json").exists():
-        return 0, {}
-    state = json.loads((directory / "state.json").read_text())
-    optimizer = getattr(model, "optimizer", None)  # None for an inference-only model
-    if optimizer is not None and not optimizer.built:
-        # Adam's slots must exist before loading, or Keras skips them and resets the moments.
-        optimizer.build(model.trainable_variables)
-    model.load_weights(directory / "weights.weights.h5")
-    return int(state["epoch"]), state["history"]
+        if scores and scores[-1] >= max(scores):
+            save_best(self.directory, self.model)
 
 
 def fit(
@@ -416,7 +393,7 @@ def fit(
         # Nothing left to train (say the run ended and then failed writing its results):
         # the kept epoch is the best one, as at the end of training.
         log.info("%s already finished its training (epoch %d): keeping its best epoch", checkpoint_dir, initial_epoch)
-        return _with_best_weights(model, checkpoint_dir), history
+        return load_best(checkpoint_dir, model), history
 
     train_ds = train_dataset or data.make_dataset(
         train_tiles, config.image_size, config.batch_size, config.seed, training=True, zoom=config.zoom
@@ -443,14 +420,7 @@ def fit(
     )
     if checkpoint_dir is None:
         history = {k: [float(v) for v in vals] for k, vals in keras_history.history.items()}
-    return _with_best_weights(model, checkpoint_dir), history  # best may predate a resume
-
-
-def _with_best_weights(model: keras.Model, checkpoint_dir: str | Path | None) -> keras.Model:
-    """`model` with the checkpoint's best epoch loaded, where there is one."""
-    if checkpoint_dir is not None and (Path(checkpoint_dir) / BEST_WEIGHTS).exists():
-        model.load_weights(Path(checkpoint_dir) / BEST_WEIGHTS)
-    return model
+    return load_best(checkpoint_dir, model), history  # best may predate a resume
 
 
 def trained_minutes(history: dict[str, list[float]]) -> float:

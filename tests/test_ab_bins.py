@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from colorize import ab_bins, lab
+from colorize.config import TrainConfig
 from colorize.losses import make_bins_loss
 
 
@@ -35,7 +36,7 @@ def test_soft_encoding_sums_to_one_over_the_nearest_bins():
 def test_a_perfect_logit_map_decodes_to_the_truth_within_one_bin():
     ab = random_ab(100).reshape(10, 10, 2)
     logits = 20.0 * np.eye(ab_bins.bin_count())[ab_bins.nearest_bin(ab)]
-    decoded = ab_bins.annealed_mean(logits, ab_bins.DEFAULT_TEMPERATURE)
+    decoded = ab_bins.annealed_mean(logits, TrainConfig().temperature)
     assert np.abs(decoded - ab).max() * lab.AB_SCALE <= ab_bins.BIN_SIZE
 
 

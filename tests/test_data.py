@@ -8,7 +8,7 @@ import pytest
 
 from colorize import data
 from colorize.errors import ColorizeError
-from tests.conftest import write_photos
+from tests.conftest import make_photo, write_photos
 
 
 def test_find_images_recurses_and_ignores_case(tmp_path):
@@ -323,11 +323,23 @@ def test_folder_balance_repeats_the_smaller_folders_toward_equal_shares():
     assert np.array_equal(np.sort(between[folder[between] == 2]), np.arange(50, 210))
 
 
-def test_folder_numbers_follow_the_labels_of_several_folders():
-    sources = ["/d/bsds500/train", "/d/bsds500/val", "/d/imagenet"]
-    names = ["val/a.jpg", "imagenet/x/b.png", "train/c.jpg", "train/val/d.jpg"]
-    assert data.folder_numbers(names, sources).tolist() == [1, 2, 0, 0]
-    assert data.folder_numbers(names, ["/d/one"]).tolist() == [0, 0, 0, 0]
+def test_each_photo_keeps_the_folder_it_came_from_through_the_cache(tmp_path, cache_dir):
+    """The folder is stored with the photo, not parsed back from its name: a folder whose
+    label is a prefix of another's ('train' holding 'val/') still counts as its own."""
+    rng = np.random.default_rng(3)
+    folders = [tmp_path / "bsds500" / "train", tmp_path / "bsds500" / "val", tmp_path / "imagenet"]
+    for number, folder in enumerate(folders):
+        (folder / "val").mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(folder / ("val" if i else ".") / f"p{number}{i}.png"), make_photo(rng, 40, 48))
+    sources = [str(f) for f in folders]
+    photos = data.photos_from(sources)
+    assert {(p.name, p.folder) for p in photos} >= {("train/p00.png", 0), ("train/val/p01.png", 0),
+                                                    ("val/val/p11.png", 1), ("imagenet/p20.png", 2)}
+    for _ in range(2):  # decoded, then read back from the cache
+        photoset = data.load_photoset(sources, 32, cache_dir)
+        assert photoset.folders().tolist() == [0, 0, 1, 1, 2, 2]
+    assert data.load_photoset(sources[0], 32, cache_dir, min_photos=2).folders().tolist() == [0, 0]
 
 
 def test_folder_balance_evens_the_training_folders_and_never_changes_validation(tmp_path, cache_dir):

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from colorize import lab, losses
+from colorize import ab_bins, lab, losses
 from colorize.config import LOSSES, TrainConfig
 
 
@@ -63,9 +63,9 @@ def test_rebalancing_weights_rare_colours_more(ab_pair):
     common = np.zeros((1, 32, 32, 2), np.float32)
     common[0, :2, :2] = 0.7  # a few saturated pixels among many neutral ones
     weights = losses.rebalance_weights(common, 0.5)
-    neutral, saturated = losses.ab_bin_index(np.array([[0.0, 0.0], [0.7, 0.7]], np.float32))
+    neutral, saturated = ab_bins.grid_index(np.array([[0.0, 0.0], [0.7, 0.7]], np.float32))
     assert weights[saturated] > 5 * weights[neutral]
-    counts = np.bincount(losses.ab_bin_index(common).ravel(), minlength=weights.size)
+    counts = np.bincount(ab_bins.grid_index(common).ravel(), minlength=weights.size)
     assert np.isclose(np.sum(weights * counts) / counts.sum(), 1.0, rtol=1e-4)
     config = TrainConfig(image_size=16, depth=2, rebalance=0.5)
     weighted = losses.make_loss(config, weights)
@@ -75,7 +75,7 @@ def test_rebalancing_weights_rare_colours_more(ab_pair):
 def test_rebalancing_strength_grows_with_the_option():
     ab = np.zeros((1, 32, 32, 2), np.float32)
     ab[0, :2, :2] = 0.7
-    neutral, saturated = losses.ab_bin_index(np.array([[0.0, 0.0], [0.7, 0.7]], np.float32))
+    neutral, saturated = ab_bins.grid_index(np.array([[0.0, 0.0], [0.7, 0.7]], np.float32))
     ratios = [(w[saturated] / w[neutral]) for w in (losses.rebalance_weights(ab, s) for s in (0.0, 0.5, 0.95))]
     assert ratios[0] == pytest.approx(1.0)  # 0 weighs every colour alike
     assert ratios[0] < ratios[1] < ratios[2]

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from colorize.experiment import ConfigSource, from_file_or_defaults
+from colorize.config import TrainConfig
+from colorize.experiment import ConfigSource
 from colorize.report import write_report
 
 
@@ -38,7 +39,7 @@ def test_report_from_tuning(run_folder, tiny_config):
 @pytest.mark.slow
 def test_report_without_tuning_or_figures(run_folder, tiny_config):
     (run_folder / "results.png").unlink()
-    page = write_report(run_folder, from_file_or_defaults(None, {"epochs": 2})).read_text()
+    page = write_report(run_folder, ConfigSource(TrainConfig(epochs=2), "defaults")).read_text()
     assert "defaults with command-line overrides" in page
     assert "(results.png missing)" in page
 

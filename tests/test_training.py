@@ -76,8 +76,9 @@ def test_a_rerun_after_the_time_budget_keeps_the_clock_and_trains_no_further(til
     stopped inside its budget goes on with the minutes it had left."""
     import dataclasses
 
+    from colorize.checkpoint import BEST_WEIGHTS
     from colorize.model import build_unet
-    from colorize.training import BEST_WEIGHTS, ELAPSED_KEY
+    from colorize.training import ELAPSED_KEY
 
     ckpt = tmp_path / "ckpt"
     fit(tiny_config, *tiles, checkpoint_dir=ckpt, verbose=0)  # epochs 1-2

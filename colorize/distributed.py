@@ -16,6 +16,12 @@ adapter around the one training function `colorize.training.fit` under
   best weights, epoch and history); `FailureConfig(max_failures)` restarts the worker
   group from the latest one, and rerunning with the same storage path and name resumes.
 
+- names and logs: the Ray Train run is named after `name` (default: the --out folder's name),
+  its checkpoints under STORAGE/NAME; rank 0 writes TensorBoard logs (OUT/tensorboard, as
+  `colorize fit` does) and a CSV row per epoch (OUT/epochs.csv), and logs to MLflow or
+  Weights & Biases where `loggers` asks (colorize/tracking.py). The workers' own output
+  (warnings, errors, tracebacks) reaches the driver's console and a job's logs.
+
 Afterwards the driver loads the best weights from the last checkpoint and hands them to
 `colorize.fit_job.finalize` (test evaluation, artifact, plots, results figure) and
 `colorize.report.write_report` (the one-page HTML report).
@@ -34,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from colorize import compat, signals, testing, train_worker
+from colorize import compat, signals, testing, tracking, train_worker
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.experiment import ConfigSource
@@ -43,7 +49,18 @@ from colorize.ray_session import connect
 log = logging.getLogger(__name__)
 
 LR_SCALING = ("sqrt", "linear", "none")
-RUN_NAME = "train"  # Ray Train run name under the storage path
+RUN_NAME = "train"  # the Ray Train run name of runs started before runs were named after --out
+
+
+def run_name(out_dir: Path, storage: Path) -> str:
+    """The Ray Train run's default name: the output folder's name (letters, digits, '.', '_'
+    and '-'), or RUN_NAME where a run of that older name is in storage (so it resumes)."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", out_dir.name).strip("-._") or RUN_NAME
+    if (storage / RUN_NAME).is_dir() and not (storage / name).exists():
+        return RUN_NAME
+    return name
 
 def scaled_learning_rate(learning_rate: float, workers: int, rule: str = "sqrt") -> float:
     """The tuned (single-worker) learning rate adapted to a batch `workers` times larger."""
@@ -104,18 +121,21 @@ def run_training(
     workers: int = 2,
     use_gpu: bool = False,
     address: str | None = None,
-    name: str = RUN_NAME,
+    name: str | None = None,
     storage: str | Path | None = None,
     cpus_per_worker: float = 1,
     lr_scaling: str = "sqrt",
     max_failures: int = 2,
     autoscale: bool = False,
     cache_dir: str | Path | None = None,
+    loggers: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train `source.config` on `workers` Ray Train workers; finalize and write the report.
 
     Returns the metrics (as in metrics.json) plus "artifact" and "report" paths. Rerunning
-    with the same out_dir (storage) and name resumes from the last checkpoint.
+    with the same out_dir (storage) and name resumes from the last checkpoint. `name` (the
+    Ray Train run's) defaults to the output folder's; `loggers` (colorize.tracking.LOGGERS)
+    add MLflow or W&B to the TensorBoard and CSV logs rank 0 always writes.
     """
     import ray
 
@@ -123,6 +143,8 @@ def run_training(
 
     out_dir = Path(out_dir).expanduser().resolve()
     storage = Path(storage).expanduser().resolve() if storage else out_dir / "ray"
+    name = name or run_name(out_dir, storage)
+    logging_settings = tracking.train_settings(loggers, name, out_dir)  # a missing extra: now
     scaled_learning_rate(source.config.learning_rate, max(workers, 1), lr_scaling)  # validates
     started_ray, _ = connect(address)
     try:
@@ -132,7 +154,7 @@ def run_training(
         log.info("data: %s", json.dumps(prepared.info()))
         result = train_on_ray(
             source.config, prepared, storage, name, workers, use_gpu, cpus_per_worker,
-            lr_scaling, max_failures,
+            lr_scaling, max_failures, logging_settings,
         )
         model, history = _restore_best(source.config, result.checkpoint)
         train_seconds = time.time() - started
@@ -165,8 +187,10 @@ def train_on_ray(
     cpus_per_worker: float = 1,
     lr_scaling: str = "sqrt",
     max_failures: int = 2,
+    logging_settings: dict | None = None,
 ):
-    """Run the TensorflowTrainer on `prepared` data; the Ray Train Result (raises ColorizeError)."""
+    """Run the TensorflowTrainer on `prepared` data; the Ray Train Result (raises ColorizeError).
+    `logging_settings` (colorize.tracking.train_settings) are rank 0's logs; None: none."""
     import ray
     import ray.train
     from ray.train.tensorflow import TensorflowTrainer
@@ -180,9 +204,11 @@ def train_on_ray(
         "val": ray.put(prepared.tiles("val")),
         "cpus_per_worker": cpus_per_worker,
         "progress": progress.queue,
+        "tracking": logging_settings,
     }
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    test_env = testing.worker_env()  # empty unless a test set one of its hooks
+    # The trackers' settings (MLFLOW_*, WANDB_*) and a test's hooks (none unless a test set one)
+    env = {**(tracking.worker_env() if logging_settings else {}), **testing.worker_env()}
     trainer = _stoppable(TensorflowTrainer)(
         train_worker.train_loop_per_worker,
         train_loop_config=loop_config,
@@ -194,7 +220,10 @@ def train_on_ray(
             storage_path=str(storage),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            worker_runtime_env={"env_vars": test_env} if test_env else None,
+            worker_runtime_env={"env_vars": env} if env else None,
+            # Ray Train's own console lines at WARNING: its INFO ones repeat every report
+            # ("Reporting training result N: ...", per worker per epoch); our epoch line says it
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     log.info("training on %d worker(s), storage %s/%s", workers, storage, name)
@@ -220,10 +249,11 @@ def train_on_ray(
 class EpochLines:
     """The driver's line per epoch (`training.epoch_line`) from rank 0's reports.
 
-    The workers' own output does not reach the console (Ray is started with
-    log_to_driver=False), so rank 0 puts each epoch's metrics in a queue (a zero-CPU actor)
-    and a thread of the driver logs them as they come, with the time left estimated from
-    the pace of the epochs. Use as a context manager around the trainer's fit().
+    The workers train silently (verbose=0; their warnings and errors do reach the console,
+    prefixed by Ray with the worker), so rank 0 puts each epoch's metrics in a queue (a
+    zero-CPU actor) and a thread of the driver logs them as they come, once per epoch with
+    the time left estimated from the pace of the epochs. Use as a context manager around the
+    trainer's fit().
     """
 
     def __init__(self, epochs: int, max_minutes: float = 0.0):

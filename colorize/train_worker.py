@@ -1,6 +1,8 @@
 """What runs on each Ray Train worker: `train_loop_per_worker` (its shard, the full
-validation set, `colorize.training.fit` under MultiWorkerMirroredStrategy) and `RayReport`,
-the callback that reports each epoch with a checkpoint. The driver side (data, resources,
+validation set, `colorize.training.fit` under MultiWorkerMirroredStrategy), `RayReport`,
+the callback that reports each epoch with a checkpoint, and on rank 0 only the run's logs
+(colorize/tracking.py: TensorBoard through `fit`'s log_dir as `colorize fit` writes them, a
+CSV row per epoch, and `TrackerLogs` for MLflow / W&B). The driver side (data, resources,
 the trainer, the report) is colorize/distributed.py.
 """
 
@@ -29,6 +31,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import tensorflow as tf
 
+    from colorize.ray_session import quiet_worker_logs
+
+    quiet_worker_logs()  # warnings and errors reach the driver; per-epoch INFO lines do not
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray). One
@@ -60,9 +65,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         images_per_epoch = config.steps_per_epoch * config.batch_size * world
         callbacks = [RayReport(checkpoint_dir, rank, start_epoch, images_per_epoch,
                                loop_config.get("progress") if rank == 0 else None, world)]
+        tracking = loop_config.get("tracking") if rank == 0 else None
+        if tracking:  # after RayReport: the logs hold rank 0's broadcast scores by then
+            callbacks += tracker_callbacks(tracking, config.to_dict(), resumed=start_epoch > 0)
         callbacks += testing.worker_callbacks(rank, world)  # none unless a test asks
         training.fit(
             config, shard, val_tiles, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
+            log_dir=tracking["tensorboard_dir"] if tracking and "tensorboard" in tracking["loggers"] else None,
             verbose=0, strategy=strategy, train_dataset=train_ds,
         )
 
@@ -124,3 +133,63 @@ class RayReport(keras.callbacks.Callback):
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
         if self.progress is not None:
             self.progress.put_nowait(metrics)
+
+
+def tracker_callbacks(settings: dict, config: dict, resumed: bool) -> list[keras.callbacks.Callback]:
+    """Rank 0's Keras callbacks for `settings` (colorize.tracking.train_settings): a CSV row
+    per epoch, and the MLflow / W&B run. TensorBoard is `training.fit`'s own log_dir."""
+    callbacks: list[keras.callbacks.Callback] = []
+    if "csv" in settings["loggers"]:
+        Path(settings["csv_path"]).parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.CSVLogger(settings["csv_path"], append=resumed))
+    if "mlflow" in settings or "wandb" in settings:
+        callbacks.append(TrackerLogs(settings, config))
+    return callbacks
+
+
+class TrackerLogs(keras.callbacks.Callback):
+    """Each epoch's logs (loss, validation scores, learning rate, elapsed minutes) to the run's
+    MLflow run and W&B run, opened with Ray's own `setup_mlflow` / `setup_wandb`. Given to
+    rank 0 only, so one worker logs for the run."""
+
+    def __init__(self, settings: dict, config: dict):
+        super().__init__()
+        self.settings, self.config = settings, config
+        self.mlflow = self.wandb = None
+
+    def on_train_begin(self, logs=None):
+        name = self.settings["run_name"]
+        if "mlflow" in self.settings:
+            from ray.air.integrations.mlflow import setup_mlflow
+
+            self.mlflow = setup_mlflow(
+                self.config, run_name=name, create_experiment_if_not_exists=True,
+                tags={"colorize.command": "train", "colorize.run": name}, **self.settings["mlflow"],
+            )
+        if "wandb" in self.settings:
+            from ray.air.integrations.wandb import setup_wandb
+
+            wandb = self.settings["wandb"]
+            self.wandb = setup_wandb(
+                self.config, project=wandb["project"], dir=wandb["dir"], trial_id=wandb["id"],
+                trial_name=name, group=name, resume="allow",
+                rank_zero_only=False,  # this callback runs on rank 0 only
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {}
+        for key, value in (logs or {}).items():
+            try:
+                metrics[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        if self.mlflow is not None:
+            self.mlflow.log_metrics(metrics, step=epoch + 1)
+        if self.wandb is not None:
+            self.wandb.log({**metrics, "epoch": epoch + 1})
+
+    def on_train_end(self, logs=None):
+        if self.mlflow is not None:
+            self.mlflow.end_run()
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -117,7 +117,7 @@ def test_train_from_experiment_on_two_workers(ray_local, tiny_photos, tiny_confi
     assert metrics["epochs"] == 2
     assert metrics["distributed"]["workers"] == 2 and metrics["distributed"]["global_batch"] == 8
     assert metrics["test"]["images"] == 3 and 0 < metrics["test"]["model"]["ssim"] <= 1
-    assert (out / "ray" / "train" / "epoch_0002" / "best.weights.h5").exists()
+    assert (out / "ray" / "final" / "epoch_0002" / "best.weights.h5").exists()  # named after --out
     for name in ("results.png", "plots/loss.png", "plots/ssim.png", "plots/psnr.png"):
         assert (out / name).stat().st_size > 0
 

@@ -44,8 +44,11 @@ def test_pipeline_ends_with_a_serving_endpoint(ray_local, tiny_photos, cache_dir
         assert lines[-1].startswith("report: ")
         endpoint, report = lines[-2].split()[1], Path(lines[-1].split()[1])
         assert report.is_file()
-        assert (out / "tune" / "search" / "best_config.json").is_file()
+        # The Tune experiment and the Ray Train run are named after --out's folder
+        assert (out / "tune" / "pipeline" / "best_config.json").is_file()
+        assert (out / "train" / "ray" / "pipeline").is_dir()
         assert (out / "train" / "model" / "metadata.json").is_file()
+        assert list((out / "train" / "tensorboard").rglob("events.out.tfevents.*"))
 
         grey = cv2.cvtColor(cv2.imread(str(sorted(tiny_photos.glob("*.png"))[0])), cv2.COLOR_BGR2GRAY)
         ok, png = cv2.imencode(".png", grey)

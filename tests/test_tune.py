@@ -206,6 +206,139 @@ def test_the_same_command_counts_as_the_same_search():
     assert not _same_options(saved, {**asdict(request), "data": "/other"})
 
 
+def test_a_request_saved_before_searches_named_their_metric_is_the_same_search():
+    """tune_request.json files written before --metric: they ranked on val_ssim, max."""
+    from dataclasses import asdict
+
+    from colorize.tune.service import TuneRequest, _same_options
+
+    request = TuneRequest("/photos", "x", space=SMALL_BATCHES, config=TINY.to_dict())
+    old = {k: v for k, v in json.loads(json.dumps(asdict(request))).items()
+           if k not in ("metric", "mode", "loggers")}
+    assert _same_options(old, asdict(request))
+    assert _same_options(old, {**asdict(request), "loggers": ["mlflow"]})  # logging: not the search
+    assert not _same_options(old, {**asdict(request), "metric": "val_psnr"})
+    assert TuneRequest(**old).metric == "val_ssim"
+
+
+def test_resume_keeps_the_metric_and_loggers_it_started_with():
+    from colorize.tune.service import TuneRequest, _keep_ranking
+
+    request = TuneRequest("/photos", "x", metric="val_psnr", loggers=["csv"])
+    _keep_ranking(request, None, None, [])  # nothing given: kept
+    _keep_ranking(request, "val_psnr", "max", ["csv"])  # the same: fine
+    with pytest.raises(ColorizeError, match="ranks its trials with --metric val_psnr") as caught:
+        _keep_ranking(request, "val_ssim", None, [])
+    assert caught.value.exit_code == 2
+    with pytest.raises(ColorizeError, match="--mode max"):
+        _keep_ranking(request, None, "min", [])
+    with pytest.raises(ColorizeError, match="logs to csv; Tune restores its loggers"):
+        _keep_ranking(request, None, None, ["mlflow"])
+
+
+@pytest.mark.parametrize(("metric", "mode", "order"), [
+    ("val_ssim", "max", ["a", "b", "c"]),
+    ("val_psnr", "max", ["b", "c", "a"]),
+    ("val_psnr", "min", ["a", "c", "b"]),
+    ("colour_score", "max", ["c", "b", "a"]),
+])
+def test_trials_are_ranked_on_the_search_metric(tmp_path, metric, mode, order):
+    """The leaderboard, trials.csv and best_config.json rank as ASHA and Optuna do."""
+    from types import SimpleNamespace
+
+    from colorize.tune import results
+
+    figures = {"a": (0.80, 20.0, -80.0), "b": (0.70, 23.0, 22.0), "c": (0.60, 22.0, 22.5)}
+    trials = [SimpleNamespace(trial_id=t, status="TERMINATED", config={"batch_size": 2},
+                              last_result={"training_iteration": 2, "ssim_mean": ssim,
+                                           "ssim_std": 0.01, "psnr_mean": psnr,
+                                           "colour_score_mean": colour})
+              for t, (ssim, psnr, colour) in figures.items()]
+    records = results.collect(trials, {}, ["batch_size"], 2, "asha", metric, mode)
+    assert [r.trial_id for r in records] == order
+    best = results.write_best_config(records[0], TINY.to_dict(), "/photos", tmp_path / "best.json")
+    assert best["metric"] == metric and best["mode"] == mode
+    column = {"val_ssim": 0, "val_psnr": 1, "colour_score": 2}[metric]
+    assert best["score"] == figures[order[0]][column]
+    assert results.plot_name(metric) == {"val_ssim": "ssim.png", "val_psnr": "psnr.png",
+                                         "colour_score": "colour_score.png"}[metric]
+    results.write_trials_csv(records, ["batch_size"], tmp_path / "trials.csv")
+    assert [row["trial_id"] for row in read_csv(tmp_path / "trials.csv")] == order
+    assert "colour score" in results.summary_table(records, ["batch_size"])
+
+
+def test_colour_score_is_the_colour_monitor_of_fit():
+    """PSNR where the fold's colourfulness reaches colour_floor x the truth's, else 100 dB less:
+    colorize.training.monitor_score's "colour" rule, the same number `fit` selects epochs on."""
+    from colorize.training import UNCOLOURFUL_PENALTY
+    from colorize.tune.trainable import colour_score, summarize
+
+    rule = TrainConfig(monitor="colour", colour_floor=0.5)
+    colourful = {"val_ssim": 0.9, "val_psnr": 22.0, "val_colourfulness": 12.0, "loss": 0.1}
+    grey = {"val_ssim": 0.95, "val_psnr": 23.0, "val_colourfulness": 2.0, "loss": 0.1}
+    assert colour_score(rule, colourful, truth_colourfulness=20.0) == 22.0
+    assert colour_score(rule, grey, truth_colourfulness=20.0) == 23.0 - UNCOLOURFUL_PENALTY
+    folds = [{**colourful, "colour_score": 22.0}, {**grey, "colour_score": 23.0 - UNCOLOURFUL_PENALTY}]
+    summary = summarize(folds)
+    assert summary["colour_score_mean"] == pytest.approx((22.0 + 23.0 - UNCOLOURFUL_PENALTY) / 2)
+    assert summary["fold_colour_score"] == [22.0, 23.0 - UNCOLOURFUL_PENALTY]
+
+
+def test_a_trial_runs_its_schedule_over_max_epochs_not_the_base_epochs(monkeypatch):
+    """Around the photos recipe (cosine over the budget's minutes, which a trial has no clock
+    for), a trial's learning rate falls to 0 over --max-epochs, not over the recipe's 100."""
+    from colorize import presets
+    from colorize.training import learning_rate_at
+    from colorize.tune import trainable
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class FakeTrainer:
+        def __init__(self, config, train, held):
+            seen.append(config)
+            raise Stop
+
+    import colorize.training
+
+    monkeypatch.setattr(colorize.training, "EpochTrainer", FakeTrainer)
+    monkeypatch.setattr(trainable, "_limit_threads", lambda: None)
+    recipe = presets.load("photos")
+    data = trainable.CVData(np.zeros((4, 16, 16, 3), np.uint8), ((np.arange(2), np.arange(2, 4)),),
+                            recipe.to_dict(), max_epochs=4)
+    with pytest.raises(Stop):
+        trainable.train_cv({"batch_size": 8}, data)
+    (config,) = seen
+    assert config.epochs == 4 and config.batch_size == 8 and config.loss == "rgb"
+    rates = [learning_rate_at(config, epoch) for epoch in range(5)]  # no clock: by the epoch
+    assert rates[0] == config.learning_rate and rates[4] == pytest.approx(0.0)
+
+
+def test_tune_searches_around_the_recipe_for_200_photos(tmp_path, capsys):
+    """--config auto: the photos recipe (ranked on val_psnr) for 200 photos, as fit and train
+    choose it; the seed's small model (ranked on val_ssim) for a handful."""
+    from colorize import presets
+    from colorize.cli import build_parser
+    from colorize.cli.options import tuning_config
+
+    many = write_photos(tmp_path / "many", presets.PHOTOS_AT_LEAST, size=(24, 24))
+    parser = build_parser()
+    args = parser.parse_args(["tune", "--data", str(many), "--name", "x"])
+    config, preset = tuning_config(args, args.data)
+    said = capsys.readouterr().out
+    assert preset == "photos" and config == presets.load("photos")
+    assert "the 'photos' recipe for 200 photos" in said and "ranked on val_psnr" in said
+    args = parser.parse_args(["tune", "--data", "sample", "--name", "x", "--metric", "colour_score",
+                              "--batch-size", "4"])
+    config, preset = tuning_config(args, args.data)
+    assert preset == "seed" and config == TrainConfig(batch_size=4)
+    assert "ranked on colour_score" in capsys.readouterr().out
+    args = parser.parse_args(["pipeline", "--data", "sample", "--config", "photos"])
+    assert tuning_config(args, args.data)[1] == "photos" and capsys.readouterr().out == ""
+
+
 def test_too_few_colour_photos_is_a_clear_error(tmp_path):
     import cv2
     import numpy as np
@@ -257,6 +390,18 @@ def test_trial_table_shows_parameters_epoch_score_and_status(capsys):
     last = capsys.readouterr().out.splitlines()[-2:]
     assert last[0].split()[-5:] == ["2/4", "0.8123", "stopped", "by", "ASHA"]
     assert last[1].split()[-2:] == ["0.8512", "completed"]
+
+
+def test_trial_table_shows_the_ranked_metric(capsys):
+    from colorize.tune.progress import TrialTable
+
+    table = TrialTable(["loss"], max_epochs=2, scheduler="asha", metric="val_psnr")
+    trial = fake_trial("a1", "RUNNING", 1, loss="mse")
+    trial.last_result["psnr_mean"] = 21.5
+    table.on_trial_result(0, [trial], trial, {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["trial", "loss", "epoch", "psnr_mean", "status"]
+    assert out[2].split() == ["a1", "mse", "1/2", "21.5000", "running"]
 
 
 # --- real searches ------------------------------------------------------------------------
@@ -338,7 +483,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_local,
     watcher.start()
     try:
         first = tuning(photos32, tmp_path, "resume", num_samples=2, max_concurrent=1,
-                       scheduler="fifo", max_epochs=4)
+                       scheduler="fifo", max_epochs=4, metric="val_psnr")
     finally:
         watcher.join()
         signal.signal(signal.SIGUSR1, previous)
@@ -349,6 +494,10 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_local,
 
     second = tuning(None, tmp_path, "resume", resume=True)
     assert not second["interrupted"] and len(second["trials"]) == 2
+    assert second["metric"] == "val_psnr"  # the resumed search ranks as it started
+    best = json.loads((folder / "best_config.json").read_text())
+    assert best["metric"] == "val_psnr" and best["trial_id"] == second["trials"][0].trial_id
+    assert best["score"] == max(r.metrics["psnr_mean"] for r in second["trials"])
     assert all(r.status == "completed" and r.epochs == 4 for r in second["trials"])
     for trial_dir, text in before.items():  # finished trials were not trained again
         if any(trial_id in trial_dir for trial_id in finished):

@@ -1,4 +1,4 @@
-"""The live trial table of a search: trial, parameters, epoch, ssim_mean, status.
+"""The live trial table of a search: trial, parameters, epoch, the ranked metric, status.
 
 A Ray Tune callback (it runs in the driver, in Tune's loop) that redraws the table as
 results come in. On a terminal it is redrawn in place at each trial event; elsewhere (a
@@ -14,7 +14,7 @@ import time
 from ray import tune
 
 from colorize.tune.results import COMPLETED, ERROR, STOPPED
-from colorize.tune.trainable import METRIC
+from colorize.tune.trainable import DEFAULT_METRIC, column
 
 LIVE_STATUS = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused"}
 
@@ -23,8 +23,12 @@ class TrialTable(tune.Callback):
     """Prints the trial table to stdout (looked up at each print: the callback is pickled
     with the experiment, so `Tuner.restore` brings it back)."""
 
-    def __init__(self, params: list[str], max_epochs: int, scheduler: str, interval_s: float = 10.0):
+    metric = column(DEFAULT_METRIC)  # an experiment pickled before searches named their metric
+
+    def __init__(self, params: list[str], max_epochs: int, scheduler: str, interval_s: float = 10.0,
+                 metric: str = DEFAULT_METRIC):
         self.params, self.max_epochs, self.scheduler = params, max_epochs, scheduler
+        self.metric = column(metric)  # the results column shown: ssim_mean, psnr_mean, ...
         self.interval_s = interval_s
         self._drawn = 0  # lines of the last table drawn on a terminal
         self._last_print: float | None = None  # monotonic time of the last print; None: never
@@ -74,12 +78,12 @@ class TrialTable(tune.Callback):
 
     def table(self, trials) -> list[str]:
         """The table's lines: one row per trial, in the order Tune created them."""
-        header = ["trial", *self.params, "epoch", METRIC, "status"]
+        header = ["trial", *self.params, "epoch", self.metric, "status"]
         rows = [header]
         for trial in trials:
             last = trial.last_result or {}
             epoch = int(last.get("training_iteration") or 0)
-            score = last.get(METRIC)
+            score = last.get(self.metric)
             rows.append([
                 trial.trial_id, *(_fmt(trial.config.get(p)) for p in self.params),
                 f"{epoch}/{self.max_epochs}", "-" if score is None else f"{score:.4f}",

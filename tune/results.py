@@ -1,8 +1,10 @@
-"""The leaderboard of a search: trials.csv, best_config.json, the SSIM plot and a summary.
+"""The leaderboard of a search: trials.csv, best_config.json, the metric's plot and a summary.
 
 Everything is read back from Tune's own record of the experiment (its trials and their
 per-epoch results), so the files agree with Tune and can be rewritten after a resume.
-A trial's figures are those of its last reported epoch, the ones ASHA and Tune rank by.
+A trial's figures are those of its last reported epoch, the ones ASHA and Tune rank by;
+trials are ranked on the search's metric (`--metric`, tune/trainable.py's METRICS) in its
+mode, as ASHA and Optuna rank them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from colorize.tune.trainable import METRIC
+from colorize.tune.trainable import DEFAULT_METRIC, column
 
 COMPLETED, STOPPED, ERROR, UNFINISHED = "completed", "stopped by ASHA", "error", "unfinished"
+
+
+PLOT_NAMES = {"val_ssim": "ssim.png", "val_psnr": "psnr.png", "colour_score": "colour_score.png"}
+
+
+def plot_name(metric: str) -> str:
+    """The file name of the search's curves: ssim.png for val_ssim, as before."""
+    return PLOT_NAMES.get(metric, f"{column(metric)}.png")
 
 
 @dataclass
@@ -25,19 +35,31 @@ class TrialRecord:
     status: str  # COMPLETED, STOPPED, ERROR or UNFINISHED
     epochs: int
     metrics: dict  # the last reported result (ssim_mean, ssim_std, psnr_mean, ...)
-    curve: list[float] = field(default_factory=list)  # ssim_mean per epoch
+    curve: list[float] = field(default_factory=list)  # the ranked metric per epoch
+    metric: str = DEFAULT_METRIC  # what the search ranks on (a name of trainable.METRICS)
+    mode: str = "max"
+
+    def value(self) -> float | None:
+        """The ranked metric's last value; None when the trial has none (yet)."""
+        value = self.metrics.get(column(self.metric))
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     def score(self) -> float:
-        value = self.metrics.get(METRIC)
-        return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+        """The ranked metric, signed so that higher is better; -inf without one."""
+        value = self.value()
+        if value is None:
+            return -math.inf
+        return value if self.mode == "max" else -value
 
 
-def collect(trials, dataframes: dict, params: list[str], max_epochs: int, scheduler: str):
+def collect(trials, dataframes: dict, params: list[str], max_epochs: int, scheduler: str,
+            metric: str = DEFAULT_METRIC, mode: str = "max"):
     """TrialRecords from Tune's Trial objects and per-trial result frames, best first."""
     records = []
+    key = column(metric)
     for trial in trials:
         frame = dataframes.get(trial.trial_id)
-        curve = [] if frame is None or METRIC not in frame else [float(v) for v in frame[METRIC]]
+        curve = [] if frame is None or key not in frame else [float(v) for v in frame[key]]
         last = dict(trial.last_result or {})
         epochs = int(last.get("training_iteration") or 0)
         if trial.status == "ERROR":
@@ -50,13 +72,15 @@ def collect(trials, dataframes: dict, params: list[str], max_epochs: int, schedu
             status = STOPPED
         records.append(
             TrialRecord(
-                trial.trial_id, {p: trial.config.get(p) for p in params}, status, epochs, last, curve
+                trial.trial_id, {p: trial.config.get(p) for p in params}, status, epochs, last, curve,
+                metric, mode,
             )
         )
     return sorted(records, key=lambda r: (-r.score(), r.trial_id))
 
 
-CSV_METRICS = ("ssim_mean", "ssim_std", "psnr_mean", "loss_mean", "colourfulness_mean")
+CSV_METRICS = ("ssim_mean", "ssim_std", "psnr_mean", "loss_mean", "colourfulness_mean",
+               "colour_score_mean")
 
 
 def write_trials_csv(records: list[TrialRecord], params: list[str], path: Path) -> Path:
@@ -80,10 +104,14 @@ def write_best_config(best: TrialRecord, base: dict, source: str, path: Path) ->
     config = TrainConfig.from_dict(best.params, TrainConfig.from_dict(base))
     body = {
         "config": config.to_dict(),
+        "metric": best.metric,  # what the search ranked on, and its value for this trial
+        "mode": best.mode,
+        "score": best.value(),
         "ssim_mean": float(best.metrics["ssim_mean"]),
         "ssim_std": float(best.metrics["ssim_std"]),
         "psnr_mean": float(best.metrics["psnr_mean"]),
         "colourfulness_mean": float(best.metrics.get("colourfulness_mean", math.nan)),
+        "colour_score_mean": float(best.metrics.get("colour_score_mean", math.nan)),
         "trial_id": best.trial_id,
         "epochs": best.epochs,
         "data": source,
@@ -92,8 +120,9 @@ def write_best_config(best: TrialRecord, base: dict, source: str, path: Path) ->
     return body
 
 
-def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path:
-    """Validation SSIM (CV mean) per epoch for every trial; pruned trials end in an x."""
+def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path,
+                metric: str = DEFAULT_METRIC) -> Path:
+    """The ranked metric (CV mean) per epoch for every trial; pruned trials end in an x."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +141,7 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path
     ax.set_xlim(0.8, max_epochs + 0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation SSIM (mean over folds)")
+    ax.set_ylabel(f"{LABELS.get(metric, metric)} (mean over folds)")
     ax.set_title("trials (dashed, x: stopped before the last epoch)")
     ax.grid(alpha=0.3)
     if 0 < sum(1 for r in records if r.curve) <= 12:  # none yet when stopped early
@@ -123,15 +152,22 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path) -> Path
     return path
 
 
+LABELS = {"val_ssim": "validation SSIM", "val_psnr": "validation PSNR (dB)",
+          "colour_score": "colour score (PSNR, dB, penalised below the colour floor)"}
+
+
 def summary_table(records: list[TrialRecord], params: list[str], limit: int = 10) -> str:
-    """The leaderboard as text, best first."""
+    """The leaderboard as text, best first (by the search's metric)."""
+    colour = any("colour_score_mean" in r.metrics for r in records)
     header = ["#", "trial", *params, "epochs", "status", "SSIM mean", "± std", "PSNR", "colourful"]
+    header += ["colour score"] if colour else []
     rows = [header]
     for rank, r in enumerate(records[:limit], 1):
         rows.append([
             str(rank), r.trial_id, *(_fmt(r.params.get(p)) for p in params), str(r.epochs),
             r.status, _fmt(r.metrics.get("ssim_mean")), _fmt(r.metrics.get("ssim_std")),
             _fmt(r.metrics.get("psnr_mean"), 2), _fmt(r.metrics.get("colourfulness_mean"), 1),
+            *([_fmt(r.metrics.get("colour_score_mean"), 2)] if colour else []),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]

@@ -6,10 +6,14 @@
    split is never seen), cut them into k folds by photo, and put the tiles in the Ray
    object store once (`tune.with_parameters`).
 3. Run Tune: OptunaSearch (TPE, seeded, its study kept in SQLite beside the results),
-   ASHA (or FIFO) on the cross-validated mean validation SSIM, retries from checkpoints.
-   `resume=True` restores the experiment (searcher and scheduler state included) and
-   finishes it without re-running finished trials.
-4. Write trials.csv, best_config.json and ssim.png into the experiment folder.
+   ASHA (or FIFO), both on the search's metric (`metric`: the cross-validated mean of
+   val_ssim, val_psnr or colour_score; by default the one the base configuration's own
+   model selection uses), retries from checkpoints; Tune's logger callbacks, plus MLflow or
+   Weights & Biases where asked (colorize/tracking.py). `resume=True` restores the
+   experiment (searcher, scheduler, metric and loggers included) and finishes it without
+   re-running finished trials.
+4. Write trials.csv, best_config.json and the metric's curves (ssim.png for val_ssim) into
+   the experiment folder.
 """
 
 from __future__ import annotations
@@ -27,12 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
-from colorize import signals
+from colorize import signals, tracking
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 from colorize.ray_session import connect
 from colorize.tune import results, search_space
-from colorize.tune.trainable import METRIC, CVData, train_cv
+from colorize.tune.trainable import (
+    DEFAULT_METRIC,
+    METRIC_OF_MONITOR,
+    METRICS,
+    MODES,
+    CVData,
+    column,
+    train_cv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,9 @@ class TuneRequest:
     space: dict = field(default_factory=dict)  # the merged search space
     config: dict = field(default_factory=dict)  # the fixed TrainConfig fields
     cache_dir: str | None = None
+    metric: str = DEFAULT_METRIC  # what ASHA, Optuna and the leaderboard rank on (METRICS)
+    mode: str = "max"
+    loggers: list = field(default_factory=list)  # --logger: colorize.tracking.LOGGERS
 
     def check(self) -> None:
         problems = []
@@ -89,6 +104,10 @@ class TuneRequest:
             problems.append("--cpus-per-trial must be positive and --gpus-per-trial not negative")
         if self.scheduler not in ("asha", "fifo"):
             problems.append(f"scheduler must be 'asha' or 'fifo', got {self.scheduler!r}")
+        if self.metric not in METRICS:
+            problems.append(f"--metric must be one of {{{','.join(METRICS)}}}, got {self.metric!r}")
+        if self.mode not in MODES:
+            problems.append(f"--mode must be one of {{{','.join(MODES)}}}, got {self.mode!r}")
         if problems:
             raise ColorizeError("; ".join(problems))
 
@@ -113,6 +132,9 @@ def run_tuning(
     config: TrainConfig | None = None,
     cache_dir: str | Path | None = None,
     scheduler: str | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    loggers: list[str] | tuple[str, ...] = (),
     verbose: int = 1,
     on_dashboard: Callable[[str], None] | None = None,
 ) -> dict:
@@ -121,8 +143,12 @@ def run_tuning(
     Returns {"experiment_dir", "best_config" (the best_config.json body, or None), "trials"
     (TrialRecords, best first), "summary" (text table), "dashboard_url", "interrupted",
     "results" (Tune's ResultGrid), "seconds"}. `config` fixes the non-searched TrainConfig
-    fields; `seed` (default: config.seed) seeds TPE, the fold split and training. Options
-    left None take TuneRequest's defaults (stated there, once).
+    fields; `seed` (default: config.seed) seeds TPE, the fold split and training. `metric`
+    (trainable.METRICS; default: the one `config.monitor` selects epochs on, so val_ssim for
+    the seed's rule, val_psnr for the photos recipe's) and `mode` rank the trials; `loggers`
+    (colorize.tracking.LOGGERS) add trackers to Tune's own logs. A resumed search keeps the
+    metric, mode and loggers it started with. Options left None take TuneRequest's defaults
+    (stated there, once).
     """
     options = {k: v for k, v in dict(
         folds=folds, num_samples=num_samples, max_epochs=max_epochs, grace_period=grace_period,
@@ -131,8 +157,10 @@ def run_tuning(
     ).items() if v is not None}
     storage_path = _storage_path(storage if storage is not None else TuneRequest.storage)
     experiment_dir = Path(storage_path) / name
+    loggers = list(tracking.check(loggers))  # a missing package: one line naming its extra
     if resume:
         request = _load_request(experiment_dir, name)
+        _keep_ranking(request, metric, mode, loggers)
     else:
         if data is None:
             raise ColorizeError("--data is required (a folder of photos or 'sample')")
@@ -142,14 +170,18 @@ def run_tuning(
         request = TuneRequest(
             data=_source(data), name=name, storage=storage_path,
             space=search_space.load_space(space), config=base.to_dict(),
-            cache_dir=str(cache_dir) if cache_dir else None, **options,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            metric=metric or METRIC_OF_MONITOR.get(base.monitor, DEFAULT_METRIC),
+            mode=mode or "max", loggers=loggers, **options,
         )
     request.check()
+    tracking.check(request.loggers)  # a resumed search's loggers must still be installed
     base = TrainConfig.from_dict(request.config)
     search_space.validate_space(request.space, base)
     if not resume and _same_experiment_exists(experiment_dir, request):
         log.info("experiment %s exists with the same options: resuming it", experiment_dir)
         request, resume = _load_request(experiment_dir, name), True
+        _keep_ranking(request, None, None, loggers)
     cv_data = prepare_cv_data(request, base)  # decoded once, here on the driver
 
     import ray
@@ -170,6 +202,7 @@ def run_tuning(
             stage.on_stop = _stop_tune
             with _tune_signals(), signals.keep_handlers():
                 grid = tuner.fit()
+            del tuner  # its logger callbacks go while Ray is up (W&B's __del__ asks Ray)
             outcome = write_outputs(request, experiment_dir)
             if signals.requested():  # Tune stopped on Ctrl-C/SIGTERM, its state saved
                 raise signals.stopped()
@@ -209,7 +242,23 @@ def _load_request(experiment_dir: Path, name: str) -> TuneRequest:
             f"no experiment {name!r} to resume in {experiment_dir.parent} "
             "(check --name and --storage, or start it without --resume)"
         )
-    return TuneRequest(**json.loads(path.read_text()))
+    return TuneRequest(**json.loads(path.read_text()))  # older files: the defaults they ran with
+
+
+def _keep_ranking(request: TuneRequest, metric: str | None, mode: str | None,
+                  loggers: list[str]) -> None:
+    """--resume finishes the search as it started: Tune restores its metric, mode and logger
+    callbacks with it, so other ones given now are refused rather than ignored."""
+    for option, given, saved in (("--metric", metric, request.metric), ("--mode", mode, request.mode)):
+        if given is not None and given != saved:
+            raise ColorizeError(
+                f"experiment {request.name!r} ranks its trials with {option} {saved}; --resume "
+                f"finishes it so (leave {option} out, or start a new --name)", usage=True)
+    if loggers and sorted(loggers) != sorted(request.loggers):
+        saved = ", ".join(request.loggers) or "Tune's own logs only"
+        raise ColorizeError(
+            f"experiment {request.name!r} logs to {saved}; Tune restores its loggers with it "
+            "(leave --logger out, or start a new --name)", usage=True)
 
 
 def _same_experiment_exists(experiment_dir: Path, request: TuneRequest) -> bool:
@@ -231,8 +280,11 @@ def _same_experiment_exists(experiment_dir: Path, request: TuneRequest) -> bool:
 def _same_options(saved: dict, new: dict) -> bool:
     """Whether two requests define the same search. Where the data cache lives changes
     nothing; the default batch sizes may have been shrunk to fit the folds when it started."""
-    saved, new = json.loads(json.dumps(saved)), json.loads(json.dumps(new))  # as stored
-    saved.pop("cache_dir", None), new.pop("cache_dir", None)
+    # As stored; a request saved before a field existed has that field's default.
+    saved = json.loads(json.dumps(asdict(TuneRequest(**saved))))
+    new = json.loads(json.dumps(new))
+    for key in ("cache_dir", "loggers"):  # where data is cached and logged: not the search
+        saved.pop(key, None), new.pop(key, None)
     if new["space"].get("batch_size") == search_space.DEFAULT_SPACE["batch_size"]:
         saved["space"] = {k: v for k, v in saved["space"].items() if k != "batch_size"}
         new["space"] = {k: v for k, v in new["space"].items() if k != "batch_size"}
@@ -347,19 +399,21 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
         )
     else:
         scheduler = tune.schedulers.FIFOScheduler()
+    table = TrialTable(list(request.space), request.max_epochs, request.scheduler,
+                       metric=request.metric)
     return tune.Tuner(
         trainable,
         param_space=search_space.to_tune(request.space),
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+            metric=column(request.metric), mode=request.mode, search_alg=searcher, scheduler=scheduler,
             num_samples=request.num_samples, max_concurrent_trials=request.max_concurrent or None,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             # our own trial table (tune/progress.py) instead of Tune's 30-second heartbeat
             name=request.name, storage_path=request.storage, verbose=0,
-            callbacks=[TrialTable(list(request.space), request.max_epochs, request.scheduler)]
-            if verbose else [],
+            callbacks=([table] if verbose else [])
+            + tracking.tune_callbacks(request.loggers, request.name),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             stop={"training_iteration": request.max_epochs},
@@ -368,16 +422,19 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
 
 
 def write_outputs(request: TuneRequest, experiment_dir: Path) -> dict:
-    """trials.csv, best_config.json and ssim.png from Tune's record of the experiment."""
+    """trials.csv, best_config.json and the metric's curves from Tune's record of the experiment."""
     from ray.tune import ExperimentAnalysis
 
-    analysis = ExperimentAnalysis(str(experiment_dir), default_metric=METRIC, default_mode="max")
+    analysis = ExperimentAnalysis(str(experiment_dir), default_metric=column(request.metric),
+                                  default_mode=request.mode)
     params = list(request.space)
     records = results.collect(
-        analysis.trials, analysis.trial_dataframes, params, request.max_epochs, request.scheduler
+        analysis.trials, analysis.trial_dataframes, params, request.max_epochs, request.scheduler,
+        request.metric, request.mode,
     )
     results.write_trials_csv(records, params, experiment_dir / "trials.csv")
-    results.plot_curves(records, request.max_epochs, experiment_dir / "ssim.png")
+    plot = experiment_dir / results.plot_name(request.metric)
+    results.plot_curves(records, request.max_epochs, plot, request.metric)
     scored = [r for r in records if r.score() > float("-inf")]
     best = None
     if scored:
@@ -387,6 +444,9 @@ def write_outputs(request: TuneRequest, experiment_dir: Path) -> dict:
     unfinished = [r for r in records if r.status == results.UNFINISHED]
     return {
         "experiment_dir": str(experiment_dir),
+        "metric": request.metric,
+        "mode": request.mode,
+        "plot": str(plot),
         "best_config": best,
         "trials": records,
         "summary": results.summary_table(records, params),

@@ -24,7 +24,24 @@ from colorize import testing
 
 log = logging.getLogger(__name__)
 
-METRIC = "ssim_mean"  # what ASHA and Optuna maximise
+# The metrics a search can rank its trials on (`--metric`), each the fold mean of a validation
+# score, and the column of the trial's results that holds it. ASHA, Optuna and the
+# leaderboard all rank on the one the search names. colour_score is `colorize.training.
+# monitor_score` with monitor "colour": PSNR, less UNCOLOURFUL_PENALTY dB where the fold's
+# colourfulness is below `colour_floor` x its truth's (the search's base colour_floor, so
+# searching colour_floor cannot lower the bar).
+METRICS = {"val_ssim": "ssim_mean", "val_psnr": "psnr_mean", "colour_score": "colour_score_mean"}
+DEFAULT_METRIC = "val_ssim"
+MODES = ("max", "min")
+METRIC = METRICS[DEFAULT_METRIC]  # the column of the default metric
+# The metric each model-selection rule (TrainConfig.monitor) matches: a search ranks its
+# trials as the configuration it searches around selects its epochs.
+METRIC_OF_MONITOR = {"ssim": "val_ssim", "psnr": "val_psnr", "colour": "colour_score"}
+
+
+def column(metric: str) -> str:
+    """The results column of `metric` (a name of METRICS, or already a column)."""
+    return METRICS.get(metric, metric)
 
 
 @dataclass(frozen=True)
@@ -43,11 +60,18 @@ def train_cv(config: dict, data: CVData) -> None:
     from ray import tune
 
     from colorize.config import TrainConfig
+    from colorize.ray_session import quiet_worker_logs
     from colorize.training import EpochTrainer
 
+    quiet_worker_logs()  # warnings and errors reach the driver; per-epoch INFO lines do not
     _limit_threads()
     keras.backend.clear_session()  # actors are reused across trials
-    trial_config = TrainConfig.from_dict(config, TrainConfig.from_dict(data.base))
+    base = TrainConfig.from_dict(data.base)
+    # A trial is --max-epochs epochs long: a schedule over the epochs (cosine without a clock:
+    # a trial has none) ends with the trial, not with the base's own `epochs`. The base's
+    # time budget (max_minutes) and patience are the final fit's, not a trial's.
+    trial_config = TrainConfig.from_dict({**config, "epochs": data.max_epochs}, base)
+    colour = TrainConfig.from_dict({"monitor": "colour", "colour_floor": base.colour_floor}, trial_config)
     trainers = [
         EpochTrainer(trial_config, data.tiles[train], data.tiles[held]) for train, held in data.folds
     ]
@@ -56,6 +80,8 @@ def train_cv(config: dict, data: CVData) -> None:
     for _ in range(start, data.max_epochs):
         began = time.perf_counter()
         per_fold = [trainer.run_epoch() for trainer in trainers]
+        for trainer, scores in zip(trainers, per_fold, strict=True):
+            scores["colour_score"] = colour_score(colour, scores, trainer.validation.truth_colourfulness)
         train_s = time.perf_counter() - began  # the folds' training and scoring, nothing of Tune's
         for history, scores in zip(histories, per_fold, strict=True):
             for key, value in scores.items():
@@ -68,11 +94,19 @@ def train_cv(config: dict, data: CVData) -> None:
         testing.trial_fail_once()  # does nothing unless a test asks
 
 
+def colour_score(colour_config, scores: dict[str, float], truth_colourfulness: float) -> float:
+    """A fold's colour_score: `monitor_score` under the "colour" rule, from its val_ scores."""
+    from colorize.training import monitor_score
+
+    plain = {key.removeprefix("val_"): value for key, value in scores.items()}
+    return float(monitor_score(colour_config, plain, truth_colourfulness))
+
+
 def summarize(per_fold: list[dict[str, float]]) -> dict:
-    """Mean and std of validation SSIM across folds, means of PSNR, loss and colourfulness,
-    and the per-fold values themselves."""
+    """Mean and std of validation SSIM across folds, means of PSNR, loss, colourfulness and
+    colour score, and the per-fold values themselves."""
     ssim = np.array([f["val_ssim"] for f in per_fold])
-    return {
+    summary = {
         "ssim_mean": float(ssim.mean()),
         "ssim_std": float(ssim.std()),
         "psnr_mean": float(np.mean([f["val_psnr"] for f in per_fold])),
@@ -82,6 +116,10 @@ def summarize(per_fold: list[dict[str, float]]) -> dict:
         "fold_psnr": [float(f["val_psnr"]) for f in per_fold],
         "fold_loss": [float(f["loss"]) for f in per_fold],
     }
+    if all("colour_score" in f for f in per_fold):
+        summary["colour_score_mean"] = float(np.mean([f["colour_score"] for f in per_fold]))
+        summary["fold_colour_score"] = [float(f["colour_score"]) for f in per_fold]
+    return summary
 
 
 def _save(directory: Path, trainers: list, histories: list[dict]) -> None:

@@ -150,3 +150,61 @@ def config_source(args: argparse.Namespace, data, say=print):
     if args.config == presets.AUTO:
         say(presets.why(spec, count, config.max_minutes))  # the budget the flags leave
     return ConfigSource(config, "preset" if spec in presets.PRESETS else "file", str(spec))
+
+
+def add_metric_options(parser: argparse.ArgumentParser, resume: bool = False) -> None:
+    """--metric and --mode: what a search ranks its trials on (ASHA, Optuna, the leaderboard)."""
+    from colorize.tune.trainable import METRICS, MODES
+
+    kept = "; --resume keeps the experiment's" if resume else ""
+    parser.add_argument(
+        "--metric", choices=tuple(METRICS),
+        help="rank trials on this fold mean: val_ssim, val_psnr, or colour_score (PSNR, less "
+             "100 dB where the colourfulness is below --colour-floor x the photos'; the "
+             "'colour' rule of --monitor) (default: what --config selects epochs on: "
+             f"val_psnr for the photos recipe, val_ssim for the seed's model{kept})")
+    parser.add_argument("--mode", choices=MODES,
+                        help="max: higher is better (every --metric above); min: lower "
+                             f"(default: max{kept})")
+
+
+def add_logger_option(parser: argparse.ArgumentParser, command: str) -> None:
+    """--logger, repeatable: the trackers a run logs to (colorize.tracking)."""
+    from colorize.tracking import ALWAYS, EXTRAS, LOGGERS
+
+    where = {"tune": "each trial's folder", "train": "OUT/tensorboard and OUT/epochs.csv",
+             "pipeline": "each trial's folder and OUT/train"}[command]
+    extras = ", ".join(f'pip install "colorize[{extra}]"' for _, extra in EXTRAS.values())
+    parser.add_argument(
+        "--logger", action="append", choices=LOGGERS, default=[],
+        help=f"also log to this tracker (repeatable): mlflow ($MLFLOW_TRACKING_URI, default "
+             f"./mlflow.db) or wandb ($WANDB_PROJECT, default colorize; WANDB_MODE=offline works "
+             f"without an account); they need {extras}. {' and '.join(ALWAYS)} logs are "
+             f"always written, into {where}")
+
+
+def tuning_config(args: argparse.Namespace, data, say=print):
+    """(the TrainConfig a search goes around, the preset's name or file): --config as given,
+    or, left at auto, the preset `fit` and `train` would choose for the number of photos in
+    `data` (said in one line, with the metric the trials will be ranked on)."""
+    from colorize import presets
+    from colorize.tune.trainable import METRIC_OF_MONITOR
+
+    spec = args.config
+    if spec == presets.AUTO:
+        from colorize.data import photos_from
+
+        count = len(photos_from(data))
+        spec = presets.choose(count)
+    config = config_from_args(args, base=presets.load(spec))
+    if args.config == presets.AUTO:
+        metric = getattr(args, "metric", None) or METRIC_OF_MONITOR.get(config.monitor, "val_ssim")
+        if spec == "photos":
+            say(f"configuration: the 'photos' recipe for {count:,} photos (at least "
+                f"{presets.PHOTOS_AT_LEAST}), its trials ranked on {metric}; --config seed for "
+                "the seed's small model")
+        else:
+            say(f"configuration: the seed's small model for {count:,} photo(s) (the 'photos' "
+                f"recipe needs at least {presets.PHOTOS_AT_LEAST}), its trials ranked on "
+                f"{metric}; --config photos to search around the recipe anyway")
+    return config, spec

@@ -12,8 +12,10 @@ from colorize.cli.options import (
     DATA_HELP,
     add_config_options,
     add_data_option,
-    config_from_args,
+    add_logger_option,
+    add_metric_options,
     positive,
+    tuning_config,
 )
 from colorize.console import quality_table
 
@@ -27,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=pipeline.DEFAULT_OUT,
                    help=f"output folder (default {pipeline.DEFAULT_OUT})")
     p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8 "
-                   "and the three losses)")
+                   "and the losses mse, ssim, mse+ssim for the seed's model; tune's default, "
+                   "batch size 8-64 and every loss, around the photos recipe)")
     p.add_argument("--folds", type=positive(int), default=3, help="k of k-fold cross-validation (default 3)")
     p.add_argument("--num-samples", type=positive(int), default=4, help="tuning trials (default 4)")
     p.add_argument("--max-epochs", type=positive(int), default=4, help="epochs of a full trial (default 4)")
@@ -40,18 +43,25 @@ def register(subparsers) -> None:
     p.add_argument("--cache", type=Path, help="decoded-data cache folder")
     p.add_argument("--no-wait", action="store_true", help="return once the endpoint is up "
                    "(with a local Ray this also stops it)")
-    add_config_options(p)
+    add_metric_options(p)
+    add_logger_option(p, "pipeline")
+    add_config_options(p, auto=True)
     p.set_defaults(func=_cmd_pipeline)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from colorize import presets, tracking
     from colorize.config import TrainConfig
+    from colorize.tune.search_space import DEFAULT_SPACE
 
-    config = config_from_args(args)
-    if args.epochs is None and args.config is None:
+    tracking.check(args.logger)  # a missing package: one line, before any data is read
+    config, preset = tuning_config(args, args.data)
+    if args.epochs is None and args.config == presets.AUTO and preset == "seed":
         config = TrainConfig.from_dict({"epochs": pipeline.FINAL_EPOCHS}, config)
+    space = args.space or (dict(DEFAULT_SPACE) if preset == "photos" else None)
     result = pipeline.run_pipeline(
-        args.data, args.out, config=config, space=args.space, folds=args.folds,
+        args.data, args.out, config=config, space=space, folds=args.folds,
+        metric=args.metric, mode=args.mode, loggers=args.logger,
         num_samples=args.num_samples, max_epochs=args.max_epochs,
         max_concurrent=args.max_concurrent, workers=args.workers, host=args.host,
         port=args.port, address=args.address, num_cpus=args.num_cpus, cache_dir=args.cache,

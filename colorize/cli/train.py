@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from colorize.cli.options import (
     DATA_HELP,
     add_config_options,
     add_data_option,
+    add_logger_option,
     config_from_args,
     config_source,
     positive,
@@ -45,22 +47,28 @@ def register(subparsers) -> None:
                         help="learning rate for the batch x workers global batch (default sqrt)")
     parser.add_argument("--max-failures", type=positive(int, allow_zero=True), default=2,
                         help="worker-group restarts from the last checkpoint (default 2)")
-    parser.add_argument("--name", default="train", help="Ray Train run name (default train)")
+    parser.add_argument("--name", help="Ray Train run name, and the MLflow / W&B run's "
+                        "(default: the --out folder's name)")
     parser.add_argument("--storage", type=Path, help="Ray Train storage path (default OUT/ray)")
     parser.add_argument("--cache", type=Path, help="decoded-data cache folder")
+    add_logger_option(parser, "train")
     add_config_options(parser, auto=True)
     parser.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from colorize import tracking
     from colorize.distributed import run_training
 
+    tracking.check(args.logger)  # a missing package: one line, before any data is read
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise UsageError(f"--name must be letters, digits, '.', '_' or '-', got {args.name!r}")
     source, data = resolve_source(args)
     metrics = run_training(
         source, data, args.out, workers=args.workers, use_gpu=args.gpu, address=args.address,
         name=args.name, storage=args.storage, cpus_per_worker=args.cpus_per_worker,
         lr_scaling=args.lr_scaling, max_failures=args.max_failures, autoscale=args.autoscale,
-        cache_dir=args.cache,
+        cache_dir=args.cache, loggers=args.logger,
     )
     print(quality_table(metrics["test"]))
     print(f"model: {metrics['artifact']}\nreport: {metrics['report']}")

@@ -79,7 +79,7 @@ def save_artifact(
         "config": config.to_dict(),
         "normalisation": lab.NORMALISATION,
         "head": config.head,  # regression: tanh a/b; bins: logits over ab_bins' centres
-        "calibration": calibration or {},  # applied at inference (colorizer.py)
+        "calibration": calibration or {},  # applied at inference (decoding.py)
         "metrics": metrics or {},
         "data": data_info or {},
         "versions": package_versions(),
@@ -128,9 +128,9 @@ def load_artifact(directory: str | Path, precision: str = "auto") -> Artifact:
 
 def _rebuilt(saved: keras.Model, config: TrainConfig, precision: str) -> keras.Model:
     """The saved weights in this version's network: its layers (the fused BatchNorm, even
-    for an artifact saved with Keras's own) in `precision`. bf16 runs the forward pass ~3.9x
-    float32 on a CPU with AMX and moves PSNR by under 0.01 dB (docs/experiments.md); the saved model
-    itself is returned where the weights do not fit the rebuilt network."""
+    for an artifact saved with Keras's own) in `precision` (bf16's speed and its effect on
+    the scores: docs/experiments.md); the saved model itself is returned where the weights
+    do not fit the rebuilt network."""
     model = build_unet(dataclasses.replace(config, precision=precision))
     try:
         model.set_weights(saved.get_weights())

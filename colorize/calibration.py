@@ -4,8 +4,7 @@ to the truth on the validation split, stored in the artifact and applied at infe
 - regression head: two least-squares gains on a/b, one on each photo's mean a/b (its
   overall tint, "cast_gain") and one on the a/b's deviation from that mean (the colours
   that tell sky from grass, "gain"). A model trained on squared error shrinks the two
-  by different amounts (on real photos its colours hardly, its cast by a quarter), and one
-  gain on both, the calibration of artifacts saved before "cast_gain" and still read that
+  by different amounts, and one gain on both, the calibration of artifacts saved before "cast_gain" and still read that
   way, spends colour on the tint as much as on the colours;
 - bins head: the annealed-mean temperature whose decoded a/b has the least squared error.
 
@@ -13,17 +12,15 @@ With `colour_budget_db` > 0 the calibration moves past that least-squares point 
 more colour, as far as the validation a/b PSNR allows: gains (or a lower temperature)
 whose squared error is at most 10^(budget/10) x the least, the two gains sharing that
 error in whichever of BUDGET_SPLITS ways gives the validation crops the most colourfulness.
-Near the optimum the error grows with the square of the step, so a tenth of a dB buys a
+Near the optimum the error grows with the square of the step, so a small budget buys a
 visible step in colour (a model trained on squared error predicts the mean of the
-plausible colours, greyer than any of them). On bsds500/test two gains give 0.07-0.15 dB
-more than one at colourfulness 25 (docs/experiments.md).
+plausible colours, greyer than any of them). How two gains compare with one:
+docs/experiments.md.
 
 With `colour_target` > 0 the calibration asks for an outcome instead of a price: the least
 error (the smallest budget, or the best temperature) whose validation crops reach that
-share of their truth's colourfulness. The same 0.25 dB bought colourfulness 23.0 on
-bsds500/test calibrated on one validation split and 24.8 on another; on two 48-filter
-models a target of 0.6 landed where that budget did, so the recipe keeps a budget
-(docs/experiments.md).
+share of their truth's colourfulness. Why the recipe keeps a budget rather than a target:
+docs/experiments.md.
 
 The search over the validation split (`fit_run.calibrate`) runs after training; this module is
 the arithmetic alone (NumPy), so that inference applies the gains without loading training.

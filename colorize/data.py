@@ -551,9 +551,9 @@ def make_dataset(tiles: np.ndarray, size: int, batch_size: int, seed: int, train
         return l_norm, tf.concat([lab.normalize_ab(image[..., 1:]), l_norm], axis=-1)
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
-    # tf.data's autotuner held up the end of about every other model.fit call by ~10 s (its
-    # iterator's teardown): Tune's lockstep folds make one call per epoch. Without it the
-    # map and prefetch run at the machine's parallelism, measured as fast.
+    # tf.data's autotuner held up the end of many a model.fit call (its iterator's teardown),
+    # and Tune's lockstep folds make one call per epoch. Without it the map and prefetch run
+    # at the machine's parallelism, which keeps up as well.
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -47,8 +47,8 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _forward(model):
-    """The model's inference call as one TensorFlow graph: an eager Keras call costs ~60 ms
-    of Python per batch whatever its size, 4-6x a one-photo forward pass. With
+    """The model's inference call as one TensorFlow graph: an eager Keras call pays a fixed
+    Python cost per batch whatever its size, several times a one-photo forward pass. With
     `reduce_retracing` TensorFlow generalises to any shape after a few traces, so photos
     of new sizes do not each pay a trace. Under a distribution strategy (Ray Train's
     workers) the plain call stays, as it works in any context."""
@@ -118,9 +118,8 @@ def upsample_ab(prepared: dict, ab: np.ndarray, method: str = "guided") -> np.nd
     fast guided filter used as an upsampler: in each (2r+1)^2 window of the working scale
     it fits a/b as a linear function of the working-scale L, smooths and upsamples those
     coefficients, and applies them to the full-resolution L. Colour edges then follow the
-    photo's own luminance edges, and where L is flat the window's mean colour is used.
-    Measured on bsds500/test: SSIM +0.006-0.014 at every colour gain and PSNR +0.03-0.05 dB
-    at equal colourfulness, for about a millisecond a 481x321 photo."""
+    photo's own luminance edges, and where L is flat the window's mean colour is used
+    (its scores against "bilinear": docs/experiments.md, "edge-aware upsampling")."""
     h, w = prepared["l"].shape
     if method == "bilinear" or min(ab.shape[:2]) < 2:
         out = cv2.resize(ab, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -51,9 +51,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """Keras's BatchNormalization (same weights, same update rule) computed by TensorFlow's
     fused kernel: one op forward and one backward instead of Keras's separate moments,
     casts and arithmetic, which are memory-bound (and, under mixed precision, upcast every
-    bf16 activation to float32): fused, a step trains 1.2-1.3x faster in float32 and
-    1.3-1.9x in bf16 on the 2-core AMX CPU (bench/README.md, *Model throughput*). In inference TensorFlow folds it into the
-    convolution before it. Other backends, masks and renorm take Keras's own path."""
+    bf16 activation to float32), so a training step is faster (bench/README.md, *Model
+    throughput*). In inference TensorFlow folds it into the convolution before it. Other backends, masks and renorm take Keras's own path."""
 
     def call(self, inputs, training=None, mask=None):
         if (keras.backend.backend() != "tensorflow" or mask is not None or self.renorm

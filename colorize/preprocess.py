@@ -1,8 +1,10 @@
 """The one path from a photo to the model's scale, shared by training and inference.
 
-Training cuts its tiles from the photo resized so that its short side is `working_side`
-(data.py); inference resizes the photo the same way before converting it to Lab
-(inference.py), so the model sees the same L for the same photo in both. Only OpenCV and
+Training cuts its tiles from the RGB photo resized so that its short side is `working_side`
+(data.py), then converts them to Lab; inference converts the photo to Lab first and resizes
+its L by the same rule (inference.py, so that a colour photo and its grey version give the
+same input). Same scale, geometry and interpolation: the model sees the same L for the same
+photo in both, to a fraction of an L unit (tests/test_inference.py). Only OpenCV and
 NumPy here: the data pipeline and a Serve replica import it alike.
 """
 

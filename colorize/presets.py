@@ -2,7 +2,7 @@
 
 `--config` takes a preset's name or a JSON file. Without it, `colorize fit` and `colorize train`
 choose by the number of photos they are given (`auto`): a real folder of photos gets the
-recipe measured on real photos, a handful (the built-in sample, a test's tiny folder) gets the
+recipe chosen on real photos, a handful (the built-in sample, a test's tiny folder) gets the
 seed's small model, which stops early in minutes where the recipe would spend its whole
 budget memorising six photos.
 """
@@ -17,23 +17,20 @@ from colorize.config import TrainConfig
 # The seed's model: TrainConfig's own defaults (a 3-level U-Net, MSE, early stopping on SSIM).
 SEED: dict[str, Any] = {}
 
-# The real-photo recipe (docs/experiments.md, "Colour"): a larger U-Net with whole-image context,
-# closer training views at random scales, the rebuilt photo's error, a decaying learning rate,
-# a moving average of the weights, and a 55-minute budget that ends the run. It selects on
-# PSNR: on its curves validation SSIM peaks within the first epochs (epoch 3 of 25 in one run,
-# 0.22 dB below the best PSNR epoch), so the seed's rule would keep an early, greyer model.
-# Width: 32 base filters, at 0.44x the FLOPs of 48, train twice the epochs in the budget and
-# score as well or better at colourfulness 25; their rawer colour needs a smaller colour
-# budget (0.15 dB, where 48 filters took 0.25). 64 fall behind within the budget.
+# The real-photo recipe: a larger U-Net with whole-image context, closer training views at
+# random scales, the rebuilt photo's error, a decaying learning rate, a moving average of the
+# weights, and a 55-minute budget that ends the run. Why each choice, with the runs that
+# decided it: docs/experiments.md ("Colour").
+# It selects on PSNR: validation SSIM peaks within the first epochs, so the seed's rule would
+# keep an early, greyer model.
+# Width: 32 base filters train more epochs in the budget than 48 and score as well; their
+# rawer colour needs a smaller colour budget. 64 fall behind within the budget.
 # Schedule: half a cosine over the budget's minutes, so the rate ends with the budget however
-# many epochs the CPU fits in it (57 with AVX-512 BF16, 13-15 without AVX-512); 0.95 an epoch,
-# tuned for the 57, still ran at half the rate when the budget ended on the slower CPU, and
-# scored 0.16 dB lower on test there; where 90 epochs fit (AVX-512 BF16), the cosine scored
-# 0.05 dB below it, about one run's spread.
+# many epochs the CPU fits in it (a per-epoch decay tuned on a fast CPU would still be high
+# when the budget ends on a slow one).
 # Folders: a share of the training samples as the square root of each --data folder's size
-# (folder_balance 0.5): with bsds500/{train,val} and imagenet-sample, BSDS500's share rises
-# from 26 % to 45 %, and bsds500/test scored +0.16 and +0.11 dB at colourfulness 25 on two
-# seeds (36 epochs each); 0.3 scored 0.10 dB below 0.5 on one. With one folder it changes nothing.
+# (folder_balance 0.5), so a small benchmark folder is not drowned by a large general one.
+# With one folder it changes nothing.
 PHOTOS: dict[str, Any] = {
     "loss": "rgb",
     "depth": 4,
@@ -70,7 +67,7 @@ PRETRAINED: dict[str, Any] = {
 
 PRESETS = {"seed": SEED, "photos": PHOTOS, "pretrained": PRETRAINED}
 AUTO = "auto"
-# The recipe was measured on 1,222 photos (docs/experiments.md); below this many, the seed's model.
+# The recipe was chosen on a real photo set (docs/experiments.md); below this many, the seed's model.
 PHOTOS_AT_LEAST = 200
 
 

@@ -1,4 +1,6 @@
-"""The one training function. `colorize fit`, a Tune trial and a Ray Train worker all call it.
+"""Training. `colorize fit` and a Ray Train worker call `fit`; a Tune trial drives k folds'
+`EpochTrainer`s in lockstep instead (same model, loss, data pipeline and validation scores;
+the trial owns the epoch loop, so that each epoch reports the folds' mean).
 
 fit(config, train_tiles, val_tiles, callbacks) trains the U-Net with Adam and early
 stopping on a validation score of the reconstructed RGB image (SSIM by default, the seed's
@@ -374,7 +376,8 @@ def fit(
     strategy=None,
     train_dataset=None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train on `train_tiles`, stop early on `val_tiles`' RGB SSIM, restore the best weights.
+    """Train on `train_tiles`, stop early on the validation score `config.monitor` names
+    (`monitor_score`, on `val_tiles`' rebuilt RGB), restore the best epoch's weights.
 
     `callbacks` run after the metrics are in the logs (Tune and Train reporters hook in
     here). With `checkpoint_dir`, each epoch is saved there and a rerun resumes from it.

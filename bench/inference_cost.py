@@ -29,9 +29,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import machine, require_shared_data  # noqa: E402
-from colorize.colorizer import colorize_batch  # noqa: E402
 from colorize.images import decode_image  # noqa: E402
-from colorize.inference import load_artifact  # noqa: E402
+from colorize.inference import (
+    colorize_batch,  # noqa: E402
+    load_artifact,  # noqa: E402
+)
 
 
 def photo_at(rgb: np.ndarray, megapixels: float) -> np.ndarray:

@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse, Response  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from colorize.artifact import load_artifact  # noqa: E402
-from colorize.colorizer import colorize_image  # noqa: E402
 from colorize.errors import ColorizeError  # noqa: E402
 from colorize.images import decode_image, encode_image, split_alpha  # noqa: E402
+from colorize.inference import colorize_image  # noqa: E402
 
 
 def make_app(model_dir: str) -> FastAPI:

@@ -84,8 +84,8 @@ def main(argv=None) -> int:
 
     from colorize.config import TrainConfig
     from colorize.distributed import run_training
-    from colorize.experiment import ConfigSource
     from colorize.prepared_data import prepare_data
+    from colorize.presets import ConfigSource
 
     print(f"machine: {machine()}")
     print("Ray sees", os.cpu_count(), "CPUs: at most 2 one-CPU workers fit; a 2-worker run has no "

@@ -91,8 +91,8 @@ class InProcess:
 
     def __init__(self, model_dir: Path, bodies: list[bytes], batch: int):
         from colorize.artifact import load_artifact
-        from colorize.colorizer import colorize_batch
         from colorize.images import decode_image, encode_image, split_alpha
+        from colorize.inference import colorize_batch
 
         self.colorize_batch, self.decode = colorize_batch, decode_image
         self.encode, self.split_alpha = encode_image, split_alpha

@@ -24,8 +24,10 @@ import numpy as np  # noqa: E402
 from bench.common import require_shared_data  # noqa: E402
 from colorize import data, metrics  # noqa: E402
 from colorize.artifact import Artifact, load_artifact  # noqa: E402
-from colorize.colorizer import colorize_batch  # noqa: E402
-from colorize.inference import UPSAMPLERS  # noqa: E402
+from colorize.inference import (
+    UPSAMPLERS,  # noqa: E402
+    colorize_batch,  # noqa: E402
+)
 
 CELL_WIDTH = 240  # px per panel
 LABEL_HEIGHT = 22

@@ -14,7 +14,7 @@
   each target is written to a hidden temporary file beside it and renamed into place
   (`os.replace`), so an interrupted run never leaves half a file and a rerun finishes the
   rest.
-- **Batches**: `colorize_files` runs `colorize.colorizer.colorize_batch` (the function the
+- **Batches**: `colorize_files` runs `colorize.inference.colorize_batch` (the function the
   Serve endpoint uses) on the whole batch, one forward pass per working shape (no photo
   padded to another's, so its colours do not depend on its batch); `run` orders each
   window of images by aspect ratio first, so photos of one shape share a pass.
@@ -167,7 +167,7 @@ def colorize_files(
 
 def _colorize(artifact, images: list[np.ndarray], strength: float) -> list[np.ndarray | str]:
     """colorize_batch on all; if the batch fails, image by image so one bad image fails alone."""
-    from colorize.colorizer import colorize_batch
+    from colorize.inference import colorize_batch
 
     if not images:
         return []

@@ -24,7 +24,7 @@ docs/experiments.md.
 
 The search over the validation split (`fit_run.calibrate`) runs after training; this module is
 the arithmetic alone (NumPy), so that inference applies the gains without loading training.
-Users move along the same axis with the colour strength (colorizer.check_strength).
+Users move along the same axis with the colour strength (inference.check_strength).
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 from colorize import metrics
-from colorize.colorizer import check_strength, colorize_batch
 from colorize.data import Photo
-from colorize.inference import Artifact, compose, predict_full_ab
+from colorize.inference import Artifact, check_strength, colorize_batch, compose, predict_full_ab
 
 log = logging.getLogger(__name__)
 

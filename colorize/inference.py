@@ -3,13 +3,16 @@
 Owns what a Serve replica, `colorize predict`, evaluation and the plots need and nothing
 more: loading the artifact (artifact.py), the working scale (preprocess.py), the forward
 pass, the edge-aware upsampling of the predicted a/b to the photo's own size and composing
-it with the photo's full-resolution L. It imports nothing from training, tiling or tf.data
-(a test checks `sys.modules`), so a replica loads only the model. colorizer.py adds the
-colour strength on top; training scores its validation crops with the same `predict_ab`.
+it with the photo's full-resolution L, and the colour strength on top (`colorize_batch`:
+any photo of any size in, a colour photo of the same size out; used by the CLI, the report
+and the Serve endpoint). It imports nothing from training, tiling or tf.data (a test checks
+`sys.modules`), so a replica loads only the model; training scores its validation crops
+with the same `predict_ab`.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import cv2
@@ -19,15 +22,18 @@ from colorize import lab
 from colorize.artifact import Artifact, load_artifact, read_metadata
 from colorize.calibration import apply_gains
 from colorize.decoding import output_ab
+from colorize.errors import ColorizeError
 from colorize.images import split_alpha
 from colorize.preprocess import resize_short_side, working_side
 
 __all__ = [
-    "Artifact", "MAX_ASPECT", "compose", "load_artifact", "predict_ab", "predict_full_ab",
-    "prepare", "read_metadata", "working_side", "UPSAMPLERS",
+    "Artifact", "MAX_ASPECT", "MAX_STRENGTH", "UPSAMPLERS", "check_strength", "colorize_batch",
+    "colorize_batch_strengths", "colorize_image", "compose", "load_artifact", "predict_ab",
+    "predict_full_ab", "prepare", "read_metadata", "working_side",
 ]
 
 MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its long side
+MAX_STRENGTH = 3.0  # colour strength: 0 = grey, 1 = the model's calibrated colour, 3 = triple
 UPSAMPLERS = ("guided", "bilinear")  # how the working-scale a/b reach full size (see upsample_ab)
 # The guided upsampler's window radius (working-scale pixels) and regulariser (normalised L
 # squared: 1e-3 is an L standard deviation of ~3 units, below which a window counts as flat).
@@ -100,6 +106,48 @@ def predict_full_ab(
             ab = apply_gains(ab, artifact.calibration)
             results[i] = (prepared[i], upsample_ab(prepared[i], ab, upsample))
     return results
+
+
+def check_strength(strength: float) -> float:
+    """`strength` as a float in [0, MAX_STRENGTH]; ColorizeError (HTTP 422) otherwise."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 <= value <= MAX_STRENGTH:  # also refuses NaN
+        raise ColorizeError(
+            f"strength must be a number from 0 (grey) to {MAX_STRENGTH:g}, 1 being the model's "
+            f"calibrated colour; got {strength!r}",
+            status=422,
+        )
+    return value
+
+
+def colorize_image(artifact: Artifact, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """One decoded image (grey, RGB, RGBA; uint8 or uint16) -> RGB or RGBA uint8, same size."""
+    return colorize_batch(artifact, [image], strength)[0]
+
+
+def colorize_batch(
+    artifact: Artifact, images: list[np.ndarray], strength: float = 1.0, upsample: str = "guided"
+) -> list[np.ndarray]:
+    """Colorize several images, one forward pass per working shape.
+
+    `strength` scales the predicted chroma (a/b) around grey: 0 gives the grey prediction
+    exactly, 1 the model's own (calibrated) colour, larger values more vivid colour.
+    `upsample` is one of UPSAMPLERS ("bilinear" only to compare against)."""
+    strength = check_strength(strength)
+    return [compose(p, ab * strength) for p, ab in predict_full_ab(artifact, images, upsample)]
+
+
+def colorize_batch_strengths(
+    artifact: Artifact, images: list[np.ndarray], strengths: list[float]
+) -> list[np.ndarray]:
+    """`colorize_batch` with one strength per image, still one forward pass (a served
+    batch mixes requests that asked for different strengths)."""
+    strengths = [check_strength(s) for s in strengths]
+    predictions = predict_full_ab(artifact, images)
+    return [compose(p, ab * s) for (p, ab), s in zip(predictions, strengths, strict=True)]
 
 
 def compose(prepared: dict, ab: np.ndarray) -> np.ndarray:

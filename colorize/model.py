@@ -2,7 +2,7 @@
 (bins head, see ab_bins.py); decoding.py turns either into a/b.
 
 Fully convolutional: any input whose sides are multiples of 2**depth works, so one
-trained model colorizes photos of any size (see colorizer.py). With `global_context` a
+trained model colorizes photos of any size (see inference.py). With `global_context` a
 whole-image feature vector is fused into every bottleneck position (Iizuka et al. 2016),
 so the scene, not only the neighbourhood, decides the palette.
 """

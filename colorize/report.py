@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from colorize.experiment import ConfigSource
+from colorize.presets import ConfigSource
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ def test_mixed_precision_model_is_saved_as_float32(tmp_path):
 
 @pytest.mark.parametrize("head, stride", [("regression", 1), ("regression", 4), ("bins", 1), ("bins", 4)])
 def test_each_head_with_context_round_trips_with_its_calibration(tmp_path, head, stride):
-    from colorize.colorizer import colorize_image
+    from colorize.inference import colorize_image
 
     config = TrainConfig(image_size=16, depth=2, base_filters=4, head=head, global_context=True,
                          output_stride=stride, precision="float32")  # compared exactly with the float32 artifact

@@ -1,11 +1,11 @@
-"""colorize/colorizer.py: any size and layout in, the same size out, L kept at full resolution."""
+"""colorize/inference.py's colorize_batch (once colorizer.py): any size and layout in, the same size out, L kept at full resolution."""
 
 import numpy as np
 import pytest
 
 from colorize import lab
 from colorize.artifact import load_artifact
-from colorize.colorizer import colorize_batch, colorize_image
+from colorize.inference import colorize_batch, colorize_image
 
 pytestmark = pytest.mark.slow
 

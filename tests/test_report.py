@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from colorize.config import TrainConfig
-from colorize.experiment import ConfigSource
+from colorize.presets import ConfigSource
 from colorize.report import write_report
 
 

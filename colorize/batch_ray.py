@@ -8,7 +8,7 @@ targets mirror the input tree; `pending`: targets already written are skipped, s
 after an interruption finishes the rest). Ray Data streams the (source, target) pairs,
 `batch_size` to a block, through a pool of `actors` model actors (`map_batches` with a
 callable class): each actor loads the artifact once, then colorizes and writes each batch
-with `batch_predict.colorize_files` (read, one `colorize.colorizer.colorize_batch`, atomic
+with `batch_predict.colorize_files` (read, one `colorize.inference.colorize_batch`, atomic
 write), once per image size in the batch: images of other sizes would be padded to a common
 shape, which changes the colours near their borders. On a multi-node cluster MODEL, the
 inputs and OUT must be on storage every node sees (the actors write there). `on_batch`

@@ -23,7 +23,7 @@ adapter around the one training function `colorize.training.fit` under
   (warnings, errors, tracebacks) reaches the driver's console and a job's logs.
 
 Afterwards the driver loads the best weights from the last checkpoint and hands them to
-`colorize.fit_job.finalize` (test evaluation, artifact, plots, results figure) and
+`colorize.fit_run.finalize` (test evaluation, artifact, plots, results figure) and
 `colorize.report.write_report` (the one-page HTML report).
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 from colorize import compat, signals, testing, tracking, train_worker
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
-from colorize.experiment import ConfigSource
+from colorize.presets import ConfigSource
 from colorize.ray_session import connect
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def run_training(
     """
     import ray
 
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     out_dir = Path(out_dir).expanduser().resolve()
     storage = Path(storage).expanduser().resolve() if storage else out_dir / "ray"
@@ -333,21 +333,19 @@ def _first_line(exc: BaseException) -> str:
 
 def _restore_best(config: TrainConfig, checkpoint):
     """The model with the best weights of the run's last checkpoint, and its history."""
-    from colorize import training
+    from colorize import checkpoint as ckpt
     from colorize.model import build_unet
 
     model = build_unet(config)  # inference only: no optimizer state to restore
     with checkpoint.as_directory() as directory:
-        epochs, history = training.load_checkpoint(directory, model)
-        best = Path(directory) / training.BEST_WEIGHTS
-        if best.exists():
-            model.load_weights(best)
+        epochs, history = ckpt.load_checkpoint(directory, model)
+        ckpt.load_best(directory, model)
     log.info("restored the best weights after %d epoch(s) from %s", epochs, checkpoint.path)
     return model, history
 
 
 def _finish(out_dir: Path, model, source: ConfigSource, history, prepared, train_seconds, extra) -> dict:
-    from colorize.fit_job import finalize
+    from colorize.fit_run import finalize
     from colorize.report import write_report
 
     metrics = finalize(out_dir, model, source.config, history, prepared, train_seconds, extra)

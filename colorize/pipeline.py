@@ -64,7 +64,7 @@ def run_pipeline(
     `metric`, `mode` and `loggers` are run_tuning's (the loggers run_training's too)."""
     from colorize.config import TrainConfig
     from colorize.distributed import run_training
-    from colorize.experiment import load_experiment
+    from colorize.presets import load_experiment
     from colorize.serve.runner import start
     from colorize.tune.service import ExperimentExists, run_tuning
 

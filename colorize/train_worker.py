@@ -8,7 +8,6 @@ the trainer, the report) is colorize/distributed.py.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -81,7 +80,9 @@ def _restore(checkpoint, checkpoint_dir: Path) -> int:
     if checkpoint is None:
         return 0
     checkpoint.to_directory(str(checkpoint_dir))
-    epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
+    from colorize import checkpoint as ckpt
+
+    epoch = ckpt.saved_epoch(checkpoint_dir)
     log.info("resuming from %s after epoch %d", checkpoint.path, epoch)
     return int(epoch)
 

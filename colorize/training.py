@@ -23,7 +23,6 @@ import numpy as np
 from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
 from colorize.calibration import best_temperature
 from colorize.checkpoint import (
-    BEST_WEIGHTS,  # noqa: F401  (distributed.py reads it here: moving to checkpoint)
     load_best,
     load_checkpoint,
     save_best,

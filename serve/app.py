@@ -40,10 +40,16 @@ from ray.serve.exceptions import ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from colorize.colorizer import MAX_STRENGTH, check_strength, colorize_batch_strengths
 from colorize.errors import ColorizeError
 from colorize.images import decode_image, encode_image, split_alpha
-from colorize.inference import load_artifact, read_metadata, working_side
+from colorize.inference import (
+    MAX_STRENGTH,
+    check_strength,
+    colorize_batch_strengths,
+    load_artifact,
+    read_metadata,
+    working_side,
+)
 from colorize.serve.batching import Batcher
 from colorize.serve.metrics import IngressMetrics, MeasuredApp, ModelMetrics
 from colorize.serve.settings import API_KEY_HEADER, Settings

@@ -65,7 +65,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, tiny_photos, tiny_config, cache_dir) -> Path:
     """A model artifact trained for 2 epochs on the tiny photos (written by `colorize fit`)."""
-    from colorize.fit_job import run_fit
+    from colorize.fit_run import run_fit
 
     out = tmp_path_factory.mktemp("fit")
     run_fit(tiny_config, tiny_photos, out, cache_dir, verbose=0)

@@ -174,7 +174,7 @@ def test_bad_inputs_are_one_line_before_any_request(tmp_path):
 @pytest.mark.slow
 def test_against_the_real_serve_app(server, tiny_artifact, tmp_path):  # noqa: F811
     from colorize.artifact import load_artifact
-    from colorize.colorizer import colorize_image
+    from colorize.inference import colorize_image
 
     artifact = load_artifact(tiny_artifact)
     client = Client(str(server.base_url), timeout=60)

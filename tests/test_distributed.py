@@ -24,7 +24,7 @@ from colorize.distributed import (
     worker_config,
 )
 from colorize.errors import ColorizeError
-from colorize.experiment import ConfigSource, load_experiment
+from colorize.presets import ConfigSource, load_experiment
 from colorize.testing import FAIL_AT_ENV, FAIL_MARKER_ENV
 
 
@@ -101,7 +101,7 @@ def test_more_workers_than_cpus_is_refused_before_starting(ray_local, tiny_photo
 @pytest.mark.slow
 def test_train_from_experiment_on_two_workers(ray_local, tiny_photos, tiny_config, cache_dir, tmp_path, capsys, caplog):
     from colorize.artifact import load_artifact
-    from colorize.colorizer import colorize_image
+    from colorize.inference import colorize_image
 
     caplog.set_level("INFO", logger="colorize.distributed")
     experiment = write_experiment(tmp_path / "exp", tiny_config, tiny_photos)

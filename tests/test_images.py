@@ -153,7 +153,7 @@ def test_importing_colorize_leaves_pillows_bomb_guard_on(tmp_path):
 from PIL import Image
 default = Image.MAX_IMAGE_PIXELS
 import colorize, colorize.images, colorize.data, colorize.batch_predict, colorize.batch_ray
-import colorize.cli, colorize.colorizer, colorize.serve.app
+import colorize.cli, colorize.inference, colorize.serve.app
 assert Image.MAX_IMAGE_PIXELS == default, Image.MAX_IMAGE_PIXELS
 try:
     Image.open({str(bomb)!r})

@@ -137,8 +137,8 @@ def assert_alive(client):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(good_inputs()))
 def test_every_good_format_comes_back_colorized_at_its_size(server, local_artifact, name):
-    from colorize.colorizer import colorize_image
     from colorize.images import decode_image
+    from colorize.inference import colorize_image
 
     data, (width, height), has_alpha = good_inputs()[name]
     answer = post(server, data, "image/" + ("png" if "png" in name else "jpeg"))
@@ -233,7 +233,7 @@ def test_strength_zero_is_the_grey_prediction_and_one_the_default(server):
 def test_mixed_strengths_in_one_batch_each_get_their_own(server, local_artifact):
     """Concurrent requests with different strengths share batches; each answer equals the
     in-process colorizer at that strength."""
-    from colorize.colorizer import colorize_image
+    from colorize.inference import colorize_image
 
     rgb = photo(48, 48, seed=6)
     strengths = [0, 0.5, 1, 1.5, 2, 3] * 3

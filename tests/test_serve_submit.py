@@ -236,7 +236,7 @@ def replicas_until(client, app_name: str, wanted, timeout_s: float) -> list:
 def test_submit_serve_answers_then_autoscales_1_to_2_and_back(cluster, serve_client, tiny_artifact,
                                                               capsys):
     from colorize.artifact import load_artifact
-    from colorize.colorizer import colorize_image
+    from colorize.inference import colorize_image
 
     port = free_port()
     code = main(["submit", "--address", cluster.dashboard_url, "--token-file", cluster.token_path,

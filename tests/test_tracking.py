@@ -158,7 +158,7 @@ def test_train_rank_zero_logs_to_tensorboard_csv_and_trackers(ray_local, tiny_ph
     import dataclasses
 
     from colorize.distributed import run_training
-    from colorize.experiment import ConfigSource
+    from colorize.presets import ConfigSource
 
     store = tmp_path / "mlruns"  # a local file store (MLflow 3 asks to allow it)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())  # both passed on to the workers

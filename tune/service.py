@@ -322,7 +322,7 @@ def _tune_signals():
 def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
     """Tiles of the train+validation photos and k folds over them (by photo)."""
     from colorize.data import describe_source, kfold, mix_training_tiles
-    from colorize.fit_job import prepare_data
+    from colorize.prepared_data import prepare_data
 
     prepared = prepare_data(request.data, base, request.cache_dir)
     photoset, split = prepared.photoset, prepared.split

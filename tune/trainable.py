@@ -123,7 +123,7 @@ def summarize(per_fold: list[dict[str, float]]) -> dict:
 
 
 def _save(directory: Path, trainers: list, histories: list[dict]) -> None:
-    from colorize.training import save_checkpoint
+    from colorize.checkpoint import save_checkpoint
 
     for i, (trainer, history) in enumerate(zip(trainers, histories, strict=True)):
         save_checkpoint(directory / f"fold_{i}", trainer.model, trainer.epoch, history)
@@ -134,7 +134,7 @@ def _restore(checkpoint, trainers: list, histories: list[dict]) -> int:
     """Load every fold from a trial checkpoint; the epoch to continue from (0 when none)."""
     if checkpoint is None:
         return 0
-    from colorize.training import load_checkpoint
+    from colorize.checkpoint import load_checkpoint
 
     with checkpoint.as_directory() as directory:
         epochs = []

@@ -78,7 +78,7 @@ def _add_precision_option(parser) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from colorize.fit_job import run_fit
+    from colorize.fit_run import run_fit
     from colorize.report import write_report
     from colorize.training import EpochProgress
 
@@ -98,8 +98,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _refuse_held_out_overlap(args: argparse.Namespace) -> None:
     """--test-data and --val-data must not name (or lie inside) a --data folder: a usage
-    error, said before anything is loaded (colorize.fit_job checks the same when it runs)."""
-    from colorize.fit_job import _refuse_overlap
+    error, said before anything is loaded (colorize.prepared_data checks the same when it runs)."""
+    from colorize.prepared_data import refuse_overlap
 
     pairs = (("--test-data", args.test_data, "--data", args.data),
              ("--test-data", args.test_data, "--val-data", args.val_data),
@@ -107,7 +107,7 @@ def _refuse_held_out_overlap(args: argparse.Namespace) -> None:
     with usage_errors():
         for flag, held_out, other_flag, other in pairs:
             if held_out is not None and other is not None:
-                _refuse_overlap(flag, held_out, other_flag, other)
+                refuse_overlap(flag, held_out, other_flag, other)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -129,8 +129,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from colorize import batch_predict
     from colorize.artifact import load_artifact
-    from colorize.colorizer import check_strength
     from colorize.console import Progress
+    from colorize.inference import check_strength
 
     with usage_errors():
         strength = check_strength(args.strength)

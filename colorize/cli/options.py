@@ -138,7 +138,7 @@ def config_source(args: argparse.Namespace, data, say=print):
     """The ConfigSource of a command that trains one model (fit, train): --config as given,
     or, left at auto, the preset for the number of photos in `data` (said in one line)."""
     from colorize import presets
-    from colorize.experiment import ConfigSource
+    from colorize.presets import ConfigSource
 
     spec = args.config
     if spec == presets.AUTO:

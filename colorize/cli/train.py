@@ -80,7 +80,7 @@ def resolve_source(args: argparse.Namespace):
     import dataclasses
 
     from colorize import presets
-    from colorize.experiment import load_experiment
+    from colorize.presets import load_experiment
 
     if args.experiment is not None:
         if args.config != presets.AUTO:

@@ -72,7 +72,7 @@ class Load:
 
 
 def model_replicas(client) -> tuple[int, int]:
-    from colorize import serve_submit
+    from colorize.distributed import serve_submit
 
     app = serve_submit.details(client)["applications"]["colorize"]
     counts = serve_submit.replica_counts(app)
@@ -124,7 +124,7 @@ def main() -> None:
     if args.quick:
         args.hold, args.max_seconds = 10, 150
 
-    from colorize import local_cluster, serve_submit
+    from colorize.distributed import local_cluster, serve_submit
 
     print(machine(), flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-as-", dir="/tmp"))

@@ -9,7 +9,7 @@ median of --repeat runs taken in turn:
 - single process: what `colorize predict MODEL PHOTOS --out DIR --batch-size B` runs
   (colorize.batch_predict: batches ordered by aspect ratio within windows of two);
 - Ray Data, 1 actor and 2 actors: what `colorize predict ... --address local --actors N`
-  runs (colorize.batch_ray: map_batches over a pool of model actors, batches of B, one
+  runs (colorize.distributed.batch_ray: map_batches over a pool of model actors, batches of B, one
   forward pass per image size in a batch).
 
 It also counts the outputs that differ from the single-process bytes, and by how much: a
@@ -39,7 +39,8 @@ from bench.serve_load import train_model  # noqa: E402
 def timed(model: Path, photos: Path, out: Path, batch_size: int, actors: int = 0) -> dict:
     """One run of the single-process path (actors=0) or of Ray Data with `actors` actors:
     seconds end to end, to the first finished batch, and images/s after that first batch."""
-    from colorize import batch_predict, batch_ray
+    from colorize import batch_predict
+    from colorize.distributed import batch_ray
 
     stamps: list[tuple[float, int]] = []
     started = time.perf_counter()

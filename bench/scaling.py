@@ -58,7 +58,7 @@ def training_folder(shared: Path, target: Path) -> Path:
 
 
 def throughput(config, prepared, layouts, work: Path) -> list[dict]:
-    from colorize.distributed import train_on_ray
+    from colorize.distributed.train_driver import train_on_ray
 
     rows = []
     for workers, cpus in layouts:
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     import ray
 
     from colorize.config import TrainConfig
-    from colorize.distributed import run_training
+    from colorize.distributed.train_driver import run_training
     from colorize.prepared_data import prepare_data
     from colorize.presets import ConfigSource
 

@@ -84,7 +84,7 @@ def tune_fold_epoch(config: TrainConfig, train_tiles, val_tiles) -> float:
 
 def ray_train_epoch(config: TrainConfig, prepared, work: Path, cpus: int) -> tuple[float, float]:
     """(the whole second epoch, its training steps alone) in seconds, as the worker timed them."""
-    from colorize.distributed import train_on_ray
+    from colorize.distributed.train_driver import train_on_ray
 
     result = train_on_ray(dataclasses.replace(config, epochs=2, patience=0), prepared, work,
                           "paths", 1, cpus_per_worker=cpus, max_failures=0)

@@ -143,7 +143,7 @@ def pending(pairs: list[tuple[Path, Path]], overwrite: bool = False):
 
 
 def colorize_files(
-    artifact, pairs: Sequence[tuple[Path, Path]], strength: float = 1.0, fmt: str = "png"
+    artifact, pairs: Sequence[tuple[str | Path, str | Path]], strength: float = 1.0, fmt: str = "png"
 ) -> list[Outcome]:
     """Read, decode, colorize (one `colorize_batch` call) and write each pair's target.
 

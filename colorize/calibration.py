@@ -79,7 +79,7 @@ def least_squares_gains(pred_ab: np.ndarray, true_ab: np.ndarray, budget_db: flo
                  for w, f in zip(powers, (np.sin(angle), np.cos(angle)), strict=True)]
         k, g = (float(np.clip(b + s, *GAIN_RANGE)) for b, s in zip(best, steps, strict=True))
         candidates.append({"cast_gain": k, "gain": g})
-    if len(candidates) == 1 or extra == 0.0:
+    if colourfulness is None or len(candidates) == 1 or extra == 0.0:
         return candidates[0]
     return max(candidates, key=colourfulness)
 
@@ -134,6 +134,8 @@ def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
     decoded = [decode(logits, t) for t in grid]
     errors = np.array([float(np.mean((ab - true_ab) ** 2)) for ab in decoded])
     if target:
+        if colourfulness is None:
+            raise ValueError("a colourfulness target needs the colourfulness function")
         colours = [colourfulness(ab) for ab in decoded]
         reaching = [i for i, c in enumerate(colours) if c >= target]
         return float(grid[min(reaching, key=errors.__getitem__) if reaching else int(np.argmax(colours))])

@@ -175,7 +175,7 @@ class TrainConfig:
     def field_help(cls) -> dict[str, str]:
         """Each field's comment in this class's source: the one place its meaning is written,
         read back for the command line's --help."""
-        return field_comments(cls)
+        return field_comments(cls)  # type: ignore[arg-type]  # a class is hashable; its instances are not
 
 
 CHOICES = {"loss": LOSSES, "precision": PRECISIONS, "head": HEADS, "monitor": MONITORS,

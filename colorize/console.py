@@ -31,7 +31,8 @@ class Progress:
         self.total, self.label, self.unit = total, label, unit
         self.stream = stream or sys.stderr
         self.interval_s = interval_s
-        self.done, self.fields = 0, {}
+        self.done = 0
+        self.fields: dict[str, object] = {}
         self.started = self.last_line = time.monotonic()
         use_bar = self.stream.isatty() if tty is None else tty
         self.bar = None

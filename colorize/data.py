@@ -14,6 +14,7 @@ tiles to two splits.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -261,7 +262,7 @@ def sample_photos(prefix: str = "") -> list[Photo]:
     from colorize import sample_data
 
     return [
-        Photo(prefix + name, lambda n=name: sample_data.load_sample_photo(n), cut=_cut_sample)
+        Photo(prefix + name, functools.partial(sample_data.load_sample_photo, name), cut=_cut_sample)
         for name in sample_data.sample_photo_names()
     ]
 
@@ -353,7 +354,12 @@ def load_photos(
 
 
 def _decode_all(photos: list[Photo], size: int, views: int = 1) -> PhotoSet:
-    names, tiles, owner, scale, skipped, folder = [], [], [], [], {}, []
+    names: list[str] = []
+    tiles: list[np.ndarray] = []
+    owner: list[int] = []
+    scale: list[float] = []
+    skipped: dict[str, str] = {}
+    folder: list[int] = []
     side = working_side(size)
     for photo in photos:
         try:
@@ -485,7 +491,7 @@ def split_photos(count: int, seed: int = 0, fractions=SPLIT_FRACTIONS) -> Split:
     )
 
 
-def kfold(indices: Sequence[int], k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def kfold(indices: Sequence[int] | np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, held-out) pairs over `indices`; every index is held out exactly once."""
     indices = np.asarray(indices)
     if k < 2:

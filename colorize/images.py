@@ -38,7 +38,7 @@ def image_size_from_header(data: bytes) -> tuple[int, int] | None:
                 accepted = not accept or accept(prefix)
                 if not accepted or isinstance(accepted, str):  # a str: a warning, not a match
                     continue
-                with factory(io.BytesIO(data), None) as im:
+                with factory(io.BytesIO(data), None) as im:  # type: ignore[arg-type]  # no file name, as Image.open
                     return im.size
             except Exception:
                 continue

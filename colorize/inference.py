@@ -64,7 +64,8 @@ def _forward(model):
         return lambda batch: model(batch, training=False)
     if model not in _COMPILED:
         ref = weakref.ref(model)  # the cache must not keep a model alive (Tune makes many)
-        _COMPILED[model] = tf.function(lambda batch: ref()(batch, training=False), reduce_retracing=True)
+        _COMPILED[model] = tf.function(lambda batch: ref()(batch, training=False),  # type: ignore[misc]
+                                       reduce_retracing=True)  # (ref() lives while the model does)
     return _COMPILED[model]
 
 
@@ -181,7 +182,7 @@ def upsample_ab(prepared: dict, ab: np.ndarray, method: str = "guided") -> np.nd
     slope = cov / (var_l + GUIDE_EPS)[..., None]
     offset = mean_ab - slope * mean_l[..., None]
     # In place at full size: a 12-megapixel photo is where this step's time goes.
-    out = cv2.resize(_box(slope), (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 2)
+    out = np.asarray(cv2.resize(_box(slope), (w, h), interpolation=cv2.INTER_LINEAR), np.float32).reshape(h, w, 2)
     out *= prepared["l"][..., None]
     out += cv2.resize(_box(offset), (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 2)
     return out
@@ -198,7 +199,7 @@ def _pad(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     """Reflect-pad to (height, width); edge-pad where the plane is too small to reflect."""
     pad_h, pad_w = height - plane.shape[0], width - plane.shape[1]
     mode = "reflect" if pad_h < plane.shape[0] and pad_w < plane.shape[1] else "edge"
-    return np.pad(plane, ((0, pad_h), (0, pad_w)), mode=mode)
+    return np.pad(plane, ((0, pad_h), (0, pad_w)), mode=mode)  # type: ignore[call-overload]
 
 
 def _round_up(value: int, multiple: int) -> int:

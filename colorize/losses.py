@@ -69,7 +69,7 @@ def rebalance_weights(ab_train: np.ndarray, strength: float) -> np.ndarray:
 
     side = ab_bins.GRID_SIDE
     counts = np.bincount(ab_bins.grid_index(ab_train).ravel(), minlength=side * side).astype(np.float64)
-    p = cv2.GaussianBlur(counts.reshape(side, side), (0, 0), 0.5).ravel()  # sigma ~ 5 Lab units
+    p = np.asarray(cv2.GaussianBlur(counts.reshape(side, side), (0, 0), 0.5), np.float64).ravel()  # sigma ~ 5 Lab units
     p /= p.sum()
     weights = 1.0 / (strength * p + (1.0 - strength) / p.size)
     weights /= np.sum(counts * weights) / counts.sum()

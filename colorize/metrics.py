@@ -9,6 +9,7 @@ One implementation, used by training, evaluation, tuning and the benchmarks.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -75,7 +76,7 @@ def grey_score(truths: list[np.ndarray]) -> dict[str, float]:
     return score(truths, [grey_prediction(t) for t in truths])
 
 
-def compare_with_grey(truths: list[np.ndarray], preds: list[np.ndarray]) -> dict[str, dict]:
+def compare_with_grey(truths: list[np.ndarray], preds: list[np.ndarray]) -> dict[str, Any]:
     """Model and grey-prediction scores side by side, plus the truth's colourfulness."""
     return {
         "model": score(truths, preds),

@@ -30,6 +30,8 @@ def _grace_hopper() -> np.ndarray:
 
     path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(path)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

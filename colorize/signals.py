@@ -173,9 +173,9 @@ def _deadline(signum: int) -> None:
 def _signal_main_thread(signum: int) -> None:
     """Deliver `signum` to the main thread again (a real signal also cuts a blocking sleep)."""
     if hasattr(signal, "pthread_kill"):
-        signal.pthread_kill(threading.main_thread().ident, signum)
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)  # the main thread has one
     else:
-        _thread.interrupt_main(signum)
+        _thread.interrupt_main(signal.Signals(signum))
 
 
 def _cancel_deadline() -> None:

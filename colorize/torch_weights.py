@@ -43,6 +43,8 @@ class _Tensor:
 
     def to_numpy(self) -> np.ndarray:
         flat = self.storage.array
+        if flat is None:
+            raise ValueError("a tensor's storage was not read")
         if not self.shape:
             return flat[self.offset].copy()
         itemsize = flat.itemsize

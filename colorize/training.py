@@ -163,7 +163,7 @@ def learning_rate_at(config: TrainConfig, epoch: int, minutes: float | None = No
     however many epochs that is; without a budget or a clock, of the share of `epochs`."""
     if config.lr_schedule == "cosine":
         timed = bool(config.max_minutes) and minutes is not None
-        done = minutes / config.max_minutes if timed else epoch / config.epochs
+        done = minutes / config.max_minutes if timed and minutes is not None else epoch / config.epochs
         return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
     return config.learning_rate * config.lr_decay**epoch
 

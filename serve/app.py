@@ -93,7 +93,7 @@ class ColorizerReplica:
         started = time.perf_counter()
         self.settings = settings
         self.artifact = load_artifact(settings.model_dir, settings.precision)
-        self.metadata = read_metadata(settings.model_dir)
+        self.metadata = self.artifact.metadata  # read once, with the model
         self.batch_sizes: Counter[int] = Counter()
         self.stats_lock = threading.Lock()
         self.clock = StageClock(STAGES)
@@ -144,7 +144,7 @@ class ColorizerReplica:
         self.metrics.batch(len(items))
         images, strengths = [i[0] for i in items], [i[1] for i in items]
         try:
-            results = colorize_batch_strengths(self.artifact, images, strengths)
+            results: list[np.ndarray | dict] = list(colorize_batch_strengths(self.artifact, images, strengths))
         except Exception:  # one odd image must not fail its neighbours: retry one by one
             log.exception("batch of %d failed; colorizing its images one at a time", len(items))
             results = [self._one(image, s) for image, s in zip(images, strengths, strict=True)]
@@ -318,7 +318,7 @@ class Ingress:
         self.colorizer = _direct(colorizer) if colorizer is not None else None
         self.local = ColorizerReplica(settings) if colorizer is None else None
         self.settings = settings
-        self.page = (STATIC / "index.html").read_text(encoding="utf-8")
+        self.page_html = (STATIC / "index.html").read_text(encoding="utf-8")
         self._metadata: dict[str, Any] | None = None
         self.in_flight = 0  # /colorize requests being answered (what a drain waits for)
         self.stopping = False
@@ -337,7 +337,7 @@ class Ingress:
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(self) -> HTMLResponse:
-        return HTMLResponse(self.page)
+        return HTMLResponse(self.page_html)
 
     @api.get("/healthz", summary="liveness: answers while the server runs")
     async def healthz(self) -> dict[str, Any]:
@@ -482,9 +482,9 @@ def build_app(settings: Settings) -> serve.Application:
     with one hop the ingress alone, scaled and sized as the model replicas would be."""
     read_metadata(settings.model_dir)  # fail here, with one clear line, not in a replica
     if settings.hops == 1:
-        return Ingress.options(**colorizer_options(settings)).bind(None, settings)
+        return Ingress.options(**colorizer_options(settings)).bind(None, settings)  # type: ignore[attr-defined]
     colorizer = Colorizer.options(**colorizer_options(settings)).bind(settings)
-    return Ingress.options(**ingress_options(settings)).bind(colorizer, settings)
+    return Ingress.options(**ingress_options(settings)).bind(colorizer, settings)  # type: ignore[attr-defined]
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

@@ -50,14 +50,14 @@ class IngressMetrics:
 
         self.requests = metrics.Counter(
             PREFIX + "requests", "HTTP requests answered, by route and status code",
-            tag_keys=("route", "status"))
+            tag_keys=("route", "status"))  # type: ignore[arg-type]  # Ray annotates tuple[str]
         self.latency = metrics.Histogram(
             PREFIX + "request_latency_ms", "milliseconds from a request's arrival at the "
             "ingress to its answer, by route and status code", boundaries=LATENCY_MS,
-            tag_keys=("route", "status"))
+            tag_keys=("route", "status"))  # type: ignore[arg-type]  # Ray annotates tuple[str]
         self.errors = metrics.Counter(
             PREFIX + "errors", "HTTP requests answered with a 4xx or 5xx status",
-            tag_keys=("route", "status"))
+            tag_keys=("route", "status"))  # type: ignore[arg-type]  # Ray annotates tuple[str]
         self.in_flight = metrics.Gauge(
             PREFIX + "requests_in_flight", "/colorize requests this ingress replica is answering")
         self.retries = metrics.Counter(

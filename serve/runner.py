@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from colorize.distributed.ray_session import connect
 from colorize.errors import ColorizeError
-from colorize.ray_session import connect
 from colorize.serve.settings import Settings, parse_replicas
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,10 @@ def direct_urls(settings: Settings, name: str = APP_NAME, route_prefix: str = "/
     """The base URLs the application's ingress replicas answer on under direct ingress:
     settings.host, each replica on its own port above the proxy's (a replaced replica may
     come back on another)."""
-    from colorize import compat
+    from colorize.distributed import ray_compat
 
     deadline = time.monotonic() + timeout_s
-    while not (ports := compat.direct_ingress_ports(name)) and time.monotonic() < deadline:
+    while not (ports := ray_compat.direct_ingress_ports(name)) and time.monotonic() < deadline:
         time.sleep(0.2)
     if not ports:
         raise ColorizeError(f"Serve listed no port for application {name!r} after {timeout_s:g} s")
@@ -136,9 +136,9 @@ def direct_urls(settings: Settings, name: str = APP_NAME, route_prefix: str = "/
 def _http_address(settings: Settings) -> tuple[str, int]:
     """The proxy's real host and port (Serve keeps its first ones if it was running)."""
     try:
-        from colorize import compat
+        from colorize.distributed import ray_compat
 
-        return compat.serve_http_address()
+        return ray_compat.serve_http_address()
     except Exception:  # a private API; fall back to what was asked for
         return settings.host, settings.port
 

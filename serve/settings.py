@@ -101,7 +101,7 @@ class Settings:
         """Each field's comment above: the help line of its `colorize serve` flag."""
         from colorize.config import field_comments
 
-        return field_comments(cls)
+        return field_comments(cls)  # type: ignore[arg-type]  # a class is hashable; its instances are not
 
     def public(self) -> dict[str, Any]:
         """What /model may show: everything except the key itself."""

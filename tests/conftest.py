@@ -94,7 +94,7 @@ def loopback_cluster(base_port: int, workers: int = 1, cpus: int = 1):
     """A real Ray cluster of 1 + `workers` nodes on 127.0.0.1 with token auth (what
     `colorize cluster up` starts), on ports from `base_port` (or 1000 higher, up to 4 times,
     while another run of the suite on this machine holds them); always stopped at the end."""
-    from colorize import local_cluster
+    from colorize.distributed import local_cluster
     from colorize.errors import ColorizeError
 
     state = Path(tempfile.mkdtemp(prefix="clz-test-", dir="/tmp"))  # short: Ray's socket paths

@@ -89,3 +89,56 @@ def test_the_graph_sees_deferred_imports():
 def test_no_import_cycle_among_colorizes_modules():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# --- the model library apart from the Ray code -----------------------------------------------
+
+RAY_SIDE = ("colorize.distributed", "colorize.tune", "colorize.serve", "colorize.cli")
+
+
+def _library_modules(graph) -> list[str]:
+    """The modules directly under colorize/ (the model library), its __init__ included."""
+    return sorted(name for name in graph if name.count(".") <= 1 and not name.startswith(RAY_SIDE))
+
+
+def _imports_ray(path) -> bool:
+    """Whether a file imports ray or a ray submodule anywhere (deferred imports too)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "ray" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "ray":
+            return True
+    return False
+
+
+def test_no_module_directly_under_colorize_imports_ray():
+    modules, graph = _modules(), import_graph()
+    library = _library_modules(graph)
+    assert {"colorize.model", "colorize.training", "colorize.inference"} <= set(library)
+    assert "colorize.distributed.train_driver" not in library
+    offenders = [name for name in library if _imports_ray(modules[name])]
+    assert not offenders, f"these import Ray; their home is colorize/distributed/: {offenders}"
+    reaching = {name: sorted(t for t in graph[name] if t.startswith(RAY_SIDE)) for name in library}
+    reaching = {name: targets for name, targets in reaching.items() if targets}
+    assert not reaching, f"the model library imports the Ray side: {reaching}"
+
+
+def test_the_ray_check_sees_deferred_ray_imports(tmp_path):
+    sample = tmp_path / "m.py"
+    sample.write_text("import numpy\ndef f():\n    from ray.util import state\n")
+    assert _imports_ray(sample)
+    sample.write_text("import numpy\nfrom . import rays\n")
+    assert not _imports_ray(sample)
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject.toml lists packages by hand (tune/ and serve/ are renamed into colorize):
+    a subpackage missing from that list would import here and be absent once installed."""
+    import re
+
+    listed = set(re.findall(r'"(colorize[\w.]*)"', (ROOT / "pyproject.toml").read_text()
+                            .split("packages = [", 1)[1].split("]", 1)[0]))
+    folders = {"colorize." + ".".join(p.parent.relative_to(ROOT / "colorize").parts)
+               for p in (ROOT / "colorize").rglob("__init__.py")}
+    folders = {name.rstrip(".") for name in folders}
+    assert folders - listed == set(), f"add to pyproject.toml's packages: {sorted(folders - listed)}"

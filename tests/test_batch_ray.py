@@ -1,4 +1,4 @@
-"""Batch colorization on Ray Data (colorize.batch_ray, `colorize predict --address`).
+"""Batch colorization on Ray Data (colorize.distributed.batch_ray, `colorize predict --address`).
 
 Batches split by image size (fast); on a real local Ray, 20 small photos colorized by 2
 model actors are byte-identical to the single-process `colorize predict`; a run interrupted
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from colorize import batch_ray
 from colorize.cli import main
+from colorize.distributed import batch_ray
 from colorize.images import decode_image
 from tests.conftest import write_photos
 

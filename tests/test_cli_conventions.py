@@ -12,9 +12,9 @@ import threading
 import pytest
 
 import colorize
-from colorize import serve_submit
 from colorize.cli import build_parser, main
 from colorize.cli.jobs import split_job
+from colorize.distributed import serve_submit
 from colorize.errors import ColorizeError, UsageError, usage_errors
 
 

@@ -1,5 +1,5 @@
-"""colorize/compat.py: every private Keras or Ray name it uses still exists, with the shape
-it was written against. A failure here names the entry to re-check after an upgrade."""
+"""colorize/compat.py and colorize/distributed/ray_compat.py: every private Keras or Ray name
+they use still exists, with the shape it was written against. A failure here names the entry to re-check after an upgrade."""
 
 import inspect
 import subprocess
@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT
 
 from colorize import compat
+from colorize.distributed import ray_compat
 
 
 def _versions() -> str:
@@ -18,7 +19,7 @@ def _versions() -> str:
     return ", ".join(f"{p} {version(p)} installed, checked on {v}" for p, v in compat.CHECKED.items())
 
 
-@pytest.mark.parametrize("entry", compat.PRIVATE_NAMES, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", compat.PRIVATE_NAMES + ray_compat.PRIVATE_NAMES, ids=lambda e: e.name)
 def test_every_private_name_still_exists(entry):
     try:
         compat.resolve(entry)
@@ -125,7 +126,7 @@ def test_train_sigint_hook_overrides_ray_trains_handler():
     assert issubclass(TensorflowTrainer, DataParallelTrainer)  # Ray Train v2
     assert _parameters(DataParallelTrainer._register_sigint_handler) == ["self", "controller"]
     seen = []
-    trainer_class = compat.on_train_sigint(TensorflowTrainer, lambda c: seen.append(c) or True)
+    trainer_class = ray_compat.on_train_sigint(TensorflowTrainer, lambda c: seen.append(c) or True)
     assert issubclass(trainer_class, TensorflowTrainer)
     assert trainer_class.__name__ == "TensorflowTrainer"
     trainer = object.__new__(trainer_class)  # no run: only the handler hook is exercised

@@ -17,7 +17,7 @@ from conftest import make_photo
 
 from colorize.cli import main
 from colorize.config import TrainConfig
-from colorize.distributed import (
+from colorize.distributed.train_driver import (
     run_training,
     scaled_learning_rate,
     shard_indices,

@@ -67,7 +67,7 @@ def test_endpoint_rate_arguments_parse():
 
 @pytest.mark.slow
 def test_gpu_training_on_a_ray_without_gpus_is_one_line(ray_local):
-    from colorize.distributed import check_resources
+    from colorize.distributed.train_driver import check_resources
     from colorize.errors import ColorizeError
 
     with pytest.raises(ColorizeError, match=r"need 1 GPU\(s\) but the Ray cluster has 0"):

@@ -152,7 +152,7 @@ def test_importing_colorize_leaves_pillows_bomb_guard_on(tmp_path):
     script = f"""
 from PIL import Image
 default = Image.MAX_IMAGE_PIXELS
-import colorize, colorize.images, colorize.data, colorize.batch_predict, colorize.batch_ray
+import colorize, colorize.images, colorize.data, colorize.batch_predict, colorize.distributed.batch_ray
 import colorize.cli, colorize.inference, colorize.serve.app
 assert Image.MAX_IMAGE_PIXELS == default, Image.MAX_IMAGE_PIXELS
 try:

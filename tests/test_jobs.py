@@ -1,7 +1,7 @@
 """`colorize submit` / `colorize jobs` against a real two-node Ray cluster on 127.0.0.1.
 
 The cluster (head + one worker, one CPU each, token auth, ports from 36500) is started by
-tests.conftest.loopback_cluster (colorize.local_cluster, `colorize cluster up`) once for this module, and
+tests.conftest.loopback_cluster (colorize.distributed.local_cluster, `colorize cluster up`) once for this module, and
 always stopped at the end, also when a test fails. A tiny tuning job (two trials of one
 epoch, at most one per node) is submitted through the Jobs API; its trials' process ids,
 read from Tune's results, are matched to node ids through the dashboard's state API.
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from colorize import jobs, local_cluster
 from colorize.cli import main
+from colorize.distributed import jobs, local_cluster
 from colorize.errors import ColorizeError
 from tests.conftest import loopback_cluster
 
@@ -72,7 +72,7 @@ def test_entrypoint_joins_the_cluster_and_quotes_arguments():
 
 def test_runtime_env_ships_the_source_tree_without_environments():
     env = jobs.runtime_env()
-    assert Path(env["working_dir"], "colorize", "jobs.py").is_file()
+    assert Path(env["working_dir"], "colorize", "distributed", "jobs.py").is_file()
     assert ".venv" in env["excludes"] and ".git" in env["excludes"]
     assert "working_dir" not in jobs.runtime_env(ship=False)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from colorize import local_cluster
+from colorize.distributed import local_cluster
 from colorize.errors import ColorizeError
 
 ROOT = Path(__file__).resolve().parents[1]

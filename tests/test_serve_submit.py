@@ -1,5 +1,5 @@
 """Serving onto clusters: serve/config.yaml with Ray's own `serve run` and `serve deploy`, and
-`colorize submit serve` (colorize.serve_submit), each answering real HTTP on 127.0.0.1.
+`colorize submit serve` (colorize.distributed.serve_submit), each answering real HTTP on 127.0.0.1.
 
 `serve run` runs on a local Ray it starts itself; `serve run --address` and `serve deploy`
 run on a real two-node cluster on 127.0.0.1 with token auth (tests.conftest.loopback_cluster,
@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import yaml
 
-from colorize import jobs, serve_submit
 from colorize.cli import main
+from colorize.distributed import jobs, serve_submit
 from colorize.errors import ColorizeError
 from tests.conftest import loopback_cluster, make_photo
 
@@ -158,7 +158,7 @@ def test_serve_run_config_on_a_local_ray(tmp_path, tiny_artifact):
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["deploy", "run"])
 def test_serve_config_on_the_loopback_cluster(how, cluster, serve_client, tmp_path, tiny_artifact):
-    from colorize.local_cluster import cluster_env
+    from colorize.distributed.local_cluster import cluster_env
 
     port = free_port()
     config = config_file(tmp_path, tiny_artifact, port, name=f"by-{how}")

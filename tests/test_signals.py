@@ -24,6 +24,16 @@ import pytest
 from colorize import signals
 from tests.conftest import write_photos
 
+# Ray Train's own PlacementGroupCleaner actor: its monitor thread dies with a traceback when
+# a State API call fails with anything but RayStateApiException (ray-project/ray#65447 reviews
+# it). Ray's noise, not this project's; every other traceback fails the tests.
+RAY_OWN_NOISE = "(PlacementGroupCleaner pid="
+
+
+def tracebacks(lines):
+    return [line for line in lines if "Traceback" in line and RAY_OWN_NOISE not in line]
+
+
 # --- in process ---------------------------------------------------------------------------
 
 
@@ -175,7 +185,7 @@ def test_sigint_stops_the_serving_pipeline_and_its_ray(tiny_photos, cache_dir, t
     code, seconds = run.stop(signal.SIGINT)
     assert code == 130 and seconds < 30, (code, seconds, run.err[-10:])
     assert any("colorize: stopped serving http://127.0.0.1:" in line for line in run.err)
-    assert not any("Traceback" in line for line in run.err + run.out), "\n".join(run.err)
+    assert not tracebacks(run.err + run.out), "\n".join(run.err)
     time.sleep(2)  # processes killed a moment ago may still be on their way out
     assert alive(ray_processes, session) == []
 

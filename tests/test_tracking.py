@@ -1,4 +1,4 @@
-"""--logger (colorize/tracking.py): the checks before any work, and real runs logging through
+"""--logger (colorize/distributed/tracking.py): the checks before any work, and real runs logging through
 Ray's own logger callbacks: a Tune search to TensorBoard, CSV, MLflow (a local file store) and
 Weights & Biases (offline), and a Ray Train run whose rank 0 writes TensorBoard, CSV, MLflow
 and W&B. Tiny photos, 1-2 epochs; MLflow and W&B tests skip where the package is missing
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from colorize import tracking
 from colorize.cli import main
 from colorize.config import TrainConfig
+from colorize.distributed import tracking
 from colorize.errors import ColorizeError
 from tests.conftest import write_photos
 
@@ -157,7 +157,7 @@ def test_train_rank_zero_logs_to_tensorboard_csv_and_trackers(ray_local, tiny_ph
                                                               cache_dir, tmp_path, monkeypatch):
     import dataclasses
 
-    from colorize.distributed import run_training
+    from colorize.distributed.train_driver import run_training
     from colorize.presets import ConfigSource
 
     store = tmp_path / "mlruns"  # a local file store (MLflow 3 asks to allow it)

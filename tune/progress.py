@@ -35,7 +35,7 @@ class TrialTable(tune.Callback):
         self._pending = False  # results came in since the last print
         self._ended: dict[str, str] = {}  # trial id -> "complete" or "error", as Tune said
 
-    def setup(self, **info) -> None:
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
         self._drawn, self._last_print, self._pending, self._ended = 0, None, False, {}
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:

@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ def _check_combinations(space: dict[str, Any], base: TrainConfig) -> None:
     together: otherwise the trials that draw them fail at their start, each retried."""
     names = list(space)
     candidates = [values_of(space, name) for name in names]  # a range's two ends
+    combinations: Iterable[Sequence[Any]]
     if math.prod(map(len, candidates)) <= MAX_COMBINATIONS:
         combinations = itertools.product(*candidates)
     else:
@@ -121,7 +123,7 @@ def _check_combinations(space: dict[str, Any], base: TrainConfig) -> None:
             fewer = {k: v for k, v in values.items() if k != name}
             if _refusal(fewer, base) is not None:
                 values = fewer
-        reason = _refusal(values, base).removeprefix("invalid configuration: ")
+        reason = (_refusal(values, base) or "").removeprefix("invalid configuration: ")
         clash = ", ".join(f"{k}={v!r}" for k, v in values.items())
         raise ColorizeError(f"search values {clash} cannot go together ({reason}); "
                             "narrow a list so that every combination is valid")

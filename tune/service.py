@@ -9,7 +9,7 @@
    ASHA (or FIFO), both on the search's metric (`metric`: the cross-validated mean of
    val_ssim, val_psnr or colour_score; by default the one the base configuration's own
    model selection uses), retries from checkpoints; Tune's logger callbacks, plus MLflow or
-   Weights & Biases where asked (colorize/tracking.py). `resume=True` restores the
+   Weights & Biases where asked (colorize/distributed/tracking.py). `resume=True` restores the
    experiment (searcher, scheduler, metric and loggers included) and finishes it without
    re-running finished trials.
 4. Write trials.csv, best_config.json and the metric's curves (ssim.png for val_ssim) into
@@ -28,13 +28,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from colorize import signals, tracking
+from colorize import signals
 from colorize.config import TrainConfig
+from colorize.distributed import storage as storage_uri
+from colorize.distributed import tracking
+from colorize.distributed.ray_session import connect
 from colorize.errors import ColorizeError
-from colorize.ray_session import connect
 from colorize.tune import results, search_space
 from colorize.tune.trainable import (
     DEFAULT_METRIC,
@@ -80,7 +83,7 @@ class TuneRequest:
     cache_dir: str | None = None
     metric: str = DEFAULT_METRIC  # what ASHA, Optuna and the leaderboard rank on (METRICS)
     mode: str = "max"
-    loggers: list = field(default_factory=list)  # --logger: colorize.tracking.LOGGERS
+    loggers: list = field(default_factory=list)  # --logger: colorize.distributed.tracking.LOGGERS
 
     def check(self) -> None:
         problems = []
@@ -146,20 +149,26 @@ def run_tuning(
     fields; `seed` (default: config.seed) seeds TPE, the fold split and training. `metric`
     (trainable.METRICS; default: the one `config.monitor` selects epochs on, so val_ssim for
     the seed's rule, val_psnr for the photos recipe's) and `mode` rank the trials; `loggers`
-    (colorize.tracking.LOGGERS) add trackers to Tune's own logs. A resumed search keeps the
+    (colorize.distributed.tracking.LOGGERS) add trackers to Tune's own logs. A resumed search keeps the
     metric, mode and loggers it started with. Options left None take TuneRequest's defaults
     (stated there, once).
     """
-    options = {k: v for k, v in dict(
+    options: dict[str, Any] = {k: v for k, v in dict(
         folds=folds, num_samples=num_samples, max_epochs=max_epochs, grace_period=grace_period,
         reduction_factor=reduction_factor, max_concurrent=max_concurrent,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, scheduler=scheduler,
     ).items() if v is not None}
-    storage_path = _storage_path(storage if storage is not None else TuneRequest.storage)
-    experiment_dir = Path(storage_path) / name
+    storage_path = storage_uri.resolve(storage if storage is not None else TuneRequest.storage)
+    # Ray's record of the experiment lives at `experiment_uri`; the project's own files in
+    # `experiment_dir`, which is that folder itself or, for a URI, a local copy kept in step.
+    experiment_uri = storage_uri.join(storage_path, name)
+    experiment_dir = Path(experiment_uri)
+    if storage_uri.is_uri(storage_path):
+        experiment_dir = storage_uri.local_copy(experiment_uri)
+        storage_uri.download(experiment_uri, experiment_dir, [REQUEST_FILE, OPTUNA_DB])
     loggers = list(tracking.check(loggers))  # a missing package: one line naming its extra
     if resume:
-        request = _load_request(experiment_dir, name)
+        request = _load_request(experiment_dir, name, experiment_uri)
         _keep_ranking(request, metric, mode, loggers)
     else:
         if data is None:
@@ -178,9 +187,9 @@ def run_tuning(
     tracking.check(request.loggers)  # a resumed search's loggers must still be installed
     base = TrainConfig.from_dict(request.config)
     search_space.validate_space(request.space, base)
-    if not resume and _same_experiment_exists(experiment_dir, request):
-        log.info("experiment %s exists with the same options: resuming it", experiment_dir)
-        request, resume = _load_request(experiment_dir, name), True
+    if not resume and _same_experiment_exists(experiment_dir, request, experiment_uri):
+        log.info("experiment %s exists with the same options: resuming it", experiment_uri)
+        request, resume = _load_request(experiment_dir, name, experiment_uri), True
         _keep_ranking(request, None, None, loggers)
     cv_data = prepare_cv_data(request, base)  # decoded once, here on the driver
 
@@ -193,21 +202,23 @@ def run_tuning(
         started = time.time()
         experiment_dir.mkdir(parents=True, exist_ok=True)
         (experiment_dir / REQUEST_FILE).write_text(json.dumps(asdict(request), indent=2))
-        tuner = _make_tuner(request, cv_data, experiment_dir, verbose, resume)
+        _share(experiment_dir, experiment_uri)
+        tuner = _make_tuner(request, cv_data, experiment_dir, experiment_uri, verbose, resume)
         with signals.stage(
             f"the tuning experiment {name}",
-            f"finished trials and checkpoints are in {experiment_dir}: rerun the same command "
+            f"finished trials and checkpoints are in {experiment_uri}: rerun the same command "
             "to finish it",
         ) as stage:
             stage.on_stop = _stop_tune
             with _tune_signals(), signals.keep_handlers():
                 grid = tuner.fit()
             del tuner  # its logger callbacks go while Ray is up (W&B's __del__ asks Ray)
-            outcome = write_outputs(request, experiment_dir)
+            outcome = write_outputs(request, experiment_dir, experiment_uri)
+            _share(experiment_dir, experiment_uri)
             if signals.requested():  # Tune stopped on Ctrl-C/SIGTERM, its state saved
                 raise signals.stopped()
         outcome.update(
-            dashboard_url=dashboard_url, results=grid, seconds=round(time.time() - started, 1)
+            experiment_uri=experiment_uri, dashboard_url=dashboard_url, results=grid, seconds=round(time.time() - started, 1)
         )
         return outcome
     finally:
@@ -224,22 +235,20 @@ def _source(data) -> str | list[str]:
     ])
 
 
-def _storage_path(storage: str | Path) -> str:
-    text = str(storage)
-    if "://" in text:
-        raise ColorizeError(
-            f"--storage must be a folder (local, or shared by every node, e.g. NFS), got {text}"
-        )
-    return str(Path(text).expanduser().resolve())
+def _share(experiment_dir: Path, experiment_uri: str) -> None:
+    """Upload the project's own files beside Ray's where the experiment lives at a URI."""
+    if storage_uri.is_uri(experiment_uri):
+        names = sorted(p.name for p in experiment_dir.iterdir() if p.is_file())
+        storage_uri.upload(experiment_dir, experiment_uri, names)
 
 
-def _load_request(experiment_dir: Path, name: str) -> TuneRequest:
+def _load_request(experiment_dir: Path, name: str, experiment_uri: str) -> TuneRequest:
     from ray.tune import Tuner
 
     path = experiment_dir / REQUEST_FILE
-    if not path.exists() or not Tuner.can_restore(str(experiment_dir)):
+    if not path.exists() or not Tuner.can_restore(experiment_uri):
         raise ColorizeError(
-            f"no experiment {name!r} to resume in {experiment_dir.parent} "
+            f"no experiment {name!r} to resume in {experiment_uri.rsplit('/', 1)[0]} "
             "(check --name and --storage, or start it without --resume)"
         )
     return TuneRequest(**json.loads(path.read_text()))  # older files: the defaults they ran with
@@ -261,18 +270,18 @@ def _keep_ranking(request: TuneRequest, metric: str | None, mode: str | None,
             "(leave --logger out, or start a new --name)", usage=True)
 
 
-def _same_experiment_exists(experiment_dir: Path, request: TuneRequest) -> bool:
-    """True when `experiment_dir` holds a restorable experiment with the same options (so
+def _same_experiment_exists(experiment_dir: Path, request: TuneRequest, experiment_uri: str) -> bool:
+    """True when the experiment holds a restorable search with the same options (so
     rerunning a stopped command resumes it); a ColorizeError when its options differ."""
     from ray.tune import Tuner
 
-    if not (experiment_dir / REQUEST_FILE).exists() or not Tuner.can_restore(str(experiment_dir)):
+    if not (experiment_dir / REQUEST_FILE).exists() or not Tuner.can_restore(experiment_uri):
         return False
     saved = json.loads((experiment_dir / REQUEST_FILE).read_text())
     if _same_options(saved, asdict(request)):
         return True
     raise ExperimentExists(
-        f"experiment {experiment_dir.name!r} already exists in {experiment_dir.parent} with other "
+        f"experiment {request.name!r} already exists in {experiment_uri.rsplit('/', 1)[0]} with other "
         "options; add --resume to finish it as it was, or choose another --name"
     )
 
@@ -326,7 +335,7 @@ def prepare_cv_data(request: TuneRequest, base: TrainConfig) -> CVData:
 
     prepared = prepare_data(request.data, base, request.cache_dir)
     photoset, split = prepared.photoset, prepared.split
-    pool = np.concatenate([split.train, split.val])  # the test photos stay unseen
+    pool = np.concatenate([split.train, split.val]).tolist()  # the test photos stay unseen
     if request.folds > len(pool):
         raise ColorizeError(
             f"cannot make {request.folds} folds from the {len(pool)} train+validation photos "
@@ -372,8 +381,8 @@ def _check_batch_sizes(request: TuneRequest, base: TrainConfig, fold_tiles: int)
         )
 
 
-def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, verbose: int,
-                resume: bool):
+def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, experiment_uri: str,
+                verbose: int, resume: bool):
     from ray import tune
 
     from colorize.tune.progress import TrialTable
@@ -383,9 +392,9 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
         {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial},
     )
     if resume:
-        log.info("resuming %s", experiment_dir)
+        log.info("resuming %s", experiment_uri)
         return tune.Tuner.restore(
-            str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True
+            experiment_uri, trainable, resume_unfinished=True, resume_errored=True
         )
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -398,7 +407,7 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
             grace_period=request.grace_period, reduction_factor=request.reduction_factor,
         )
     else:
-        scheduler = tune.schedulers.FIFOScheduler()
+        scheduler = tune.schedulers.FIFOScheduler()  # type: ignore[assignment]
     table = TrialTable(list(request.space), request.max_epochs, request.scheduler,
                        metric=request.metric)
     return tune.Tuner(
@@ -421,11 +430,12 @@ def _make_tuner(request: TuneRequest, cv_data: CVData, experiment_dir: Path, ver
     )
 
 
-def write_outputs(request: TuneRequest, experiment_dir: Path) -> dict:
-    """trials.csv, best_config.json and the metric's curves from Tune's record of the experiment."""
+def write_outputs(request: TuneRequest, experiment_dir: Path, experiment_uri: str | None = None) -> dict:
+    """trials.csv, best_config.json and the metric's curves (in `experiment_dir`) from Tune's
+    record of the experiment (at `experiment_uri`, by default that same folder)."""
     from ray.tune import ExperimentAnalysis
 
-    analysis = ExperimentAnalysis(str(experiment_dir), default_metric=column(request.metric),
+    analysis = ExperimentAnalysis(experiment_uri or str(experiment_dir), default_metric=column(request.metric),
                                   default_mode=request.mode)
     params = list(request.space)
     records = results.collect(

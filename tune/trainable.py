@@ -60,7 +60,7 @@ def train_cv(config: dict, data: CVData) -> None:
     from ray import tune
 
     from colorize.config import TrainConfig
-    from colorize.ray_session import quiet_worker_logs
+    from colorize.distributed.ray_session import quiet_worker_logs
     from colorize.training import EpochTrainer
 
     quiet_worker_logs()  # warnings and errors reach the driver; per-epoch INFO lines do not

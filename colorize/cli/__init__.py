@@ -2,7 +2,7 @@
 
     local.py     fit, evaluate, predict (this machine)
     tune.py      tune (Ray Tune search, tune/service.py)
-    train.py     train (Ray Train, colorize/distributed.py)
+    train.py     train (Ray Train, colorize/distributed/train_driver.py)
     serve.py     serve (Ray Serve, serve/)
     pipeline.py  pipeline (tune, train, serve in one command)
     jobs.py      submit, jobs (Ray Jobs on a cluster; submit serve)

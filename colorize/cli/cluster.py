@@ -1,25 +1,31 @@
 """`colorize cluster up|status|down`: a multi-node Ray cluster on 127.0.0.1 with token auth
-(colorize/local_cluster.py starts and stops it)."""
+(colorize/distributed/local_cluster.py starts and stops it)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from colorize import local_cluster
 from colorize.cli.options import positive
-from colorize.local_cluster import DEFAULT_BASE_PORT, DEFAULT_DIR, LocalCluster, down, up
+from colorize.distributed import local_cluster
+from colorize.distributed.local_cluster import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_DIR,
+    LocalCluster,
+    down,
+    up,
+)
 
 
 def _print_status(cluster: LocalCluster) -> None:
     """Each node of the cluster, from the dashboard's REST API (with the token); any error
-    talking to it (down, refusing the token, an HTTP error) is one line (jobs._cluster_errors)."""
+    talking to it (down, refusing the token, an HTTP error) is one line (jobs.cluster_errors)."""
     import requests
 
-    from colorize.jobs import _cluster_errors
+    from colorize.distributed.jobs import cluster_errors
 
     headers = {"Authorization": f"Bearer {cluster.token()}"}
-    with _cluster_errors(cluster.dashboard_url):
+    with cluster_errors(cluster.dashboard_url):
         reply = requests.get(f"{cluster.dashboard_url}/api/v0/nodes", headers=headers, timeout=10)
         reply.raise_for_status()
         nodes = reply.json()["data"]["result"]["result"]

@@ -1,6 +1,6 @@
 """`colorize submit` and `colorize jobs`: colorize commands as Ray jobs on a cluster, and
-`colorize submit serve`, the endpoint deployed onto one (colorize/jobs.py and
-colorize/serve_submit.py do the work).
+`colorize submit serve`, the endpoint deployed onto one (colorize/distributed/jobs.py and
+colorize/distributed/serve_submit.py do the work).
 
     colorize submit [--address URL] [--token-file FILE] [--follow] [--no-ship] [--job-id ID] \
         {tune,train,fit,serve} [--] ARGS...
@@ -19,17 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-from colorize import compat
-from colorize.errors import UsageError, usage_errors
-from colorize.jobs import (
+from colorize.distributed import ray_compat
+from colorize.distributed.jobs import (
     SUBMITTABLE,
-    _cluster_errors,
     _job_failed,
+    cluster_errors,
     connect,
     follow_logs,
     job_url,
     submit,
 )
+from colorize.errors import UsageError, usage_errors
 
 # `colorize serve` options that make no sense for a deployment onto a running cluster.
 LOCAL_ONLY = ("address", "dashboard_port")
@@ -99,7 +99,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     if args.delete and args.action != "serve":
         raise UsageError(f"--delete goes with `colorize jobs serve APP`, not `jobs {args.action}`")
     if args.action == "serve":
-        from colorize import serve_submit
+        from colorize.distributed import serve_submit
 
         if args.delete and args.job and args.job != args.delete:
             raise UsageError(f"give one application: `colorize jobs serve --delete {args.delete}` "
@@ -113,7 +113,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         print("\n".join(serve_submit.status_lines(serve_submit.details(client), args.job)))
         return 0
     client = connect(args.address, args.token_file)
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         if args.action == "list":
             jobs = sorted(client.list_jobs(), key=lambda j: j.start_time or 0)
             print(f"{'job':30} {'status':10} {'started':20} entrypoint")
@@ -241,7 +241,7 @@ def settings_args(serve_args: argparse.Namespace) -> dict:
 
 def _submit_serve(args: argparse.Namespace) -> int:
     """`colorize submit [--address] [--token-file] [--no-ship] serve MODEL [options]`."""
-    from colorize import serve_submit
+    from colorize.distributed import serve_submit
 
     extra = serve_args = _serve_parser().parse_args(["serve", *args.job_args])
     values = settings_args(serve_args)

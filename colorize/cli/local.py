@@ -61,7 +61,7 @@ def register(sub) -> None:
     pr.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     pr.add_argument("--keep-extension", action="store_true",
                     help="name outputs x.jpg.png (needed when x.jpg and x.png share a folder)")
-    ray_data = pr.add_argument_group("on a Ray cluster, with Ray Data (colorize.batch_ray)")
+    ray_data = pr.add_argument_group("on a Ray cluster, with Ray Data (colorize.distributed.batch_ray)")
     ray_data.add_argument("--address", help="Ray cluster ('auto', 'ray://HOST:10001', or "
                           "'local' for a Ray instance on this machine)")
     ray_data.add_argument("--actors", type=positive(int), default=2, help="model actors (default 2)")
@@ -155,7 +155,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 progress.update(len(outcomes), failed=counts.failed)
 
             if args.address:  # the same batches on a Ray cluster's actors (Ray Data)
-                from colorize import batch_ray
+                from colorize.distributed import batch_ray
 
                 batch_ray.run(args.model, todo, address=args.address, actors=args.actors,
                               batch_size=args.batch_size, strength=strength, fmt=args.format,

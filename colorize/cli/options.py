@@ -5,6 +5,8 @@ subcommand."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from colorize.errors import usage_errors
 
@@ -57,7 +59,8 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
     helps = TrainConfig.field_help()
     photos = {k: v for k, v in presets.PHOTOS.items() if getattr(TrainConfig, k) != v}
     for field in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "str": str, "bool": _yes_no}[str(field.type)]
+        kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": _yes_no}
+        kind = kinds[str(field.type)]
         # Choices are listed, not enforced here: TrainConfig refuses a bad value in one line.
         choices = CHOICES.get(field.name) or (YES_NO if kind is _yes_no else None)
         older = [old for old, name in RENAMED.items() if name == field.name]  # still accepted
@@ -169,8 +172,8 @@ def add_metric_options(parser: argparse.ArgumentParser, resume: bool = False) ->
 
 
 def add_logger_option(parser: argparse.ArgumentParser, command: str) -> None:
-    """--logger, repeatable: the trackers a run logs to (colorize.tracking)."""
-    from colorize.tracking import ALWAYS, EXTRAS, LOGGERS
+    """--logger, repeatable: the trackers a run logs to (colorize.distributed.tracking)."""
+    from colorize.distributed.tracking import ALWAYS, EXTRAS, LOGGERS
 
     where = {"tune": "each trial's folder", "train": "OUT/tensorboard and OUT/epochs.csv",
              "pipeline": "each trial's folder and OUT/train"}[command]

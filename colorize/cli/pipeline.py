@@ -1,5 +1,5 @@
 """`colorize pipeline`: tune, train the best configuration and serve it, in one command
-(the chaining itself is colorize/pipeline.py's `run_pipeline`)."""
+(the chaining itself is colorize/distributed/pipeline.py's `run_pipeline`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from colorize import pipeline, signals
+from colorize import signals
 from colorize.cli.options import (
     DATA_HELP,
     add_config_options,
@@ -18,6 +18,7 @@ from colorize.cli.options import (
     tuning_config,
 )
 from colorize.console import quality_table
+from colorize.distributed import pipeline
 
 
 def register(subparsers) -> None:
@@ -50,8 +51,9 @@ def register(subparsers) -> None:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from colorize import presets, tracking
+    from colorize import presets
     from colorize.config import TrainConfig
+    from colorize.distributed import tracking
     from colorize.tune.search_space import DEFAULT_SPACE
 
     tracking.check(args.logger)  # a missing package: one line, before any data is read

@@ -51,7 +51,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
             continue
         flag, factor = IN_OTHER_UNITS.get(field.name, ("--" + field.name.replace("_", "-"), 1))
         kind = {"int": int, "float": float}.get(str(field.type), str)
-        default = field.default * factor if field.default is not None else None
+        default = field.default * factor if isinstance(field.default, (int, float)) else field.default
         extra = f"; or set ${API_KEY_ENV}" if field.name == "api_key" else ""
         shown = f"{default:g}" if isinstance(default, float) else default
         parser.add_argument(flag, dest=field.name, type=float if factor != 1 else kind,

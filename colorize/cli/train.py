@@ -1,4 +1,4 @@
-"""`colorize train`: the final model on Ray Train workers (see colorize/distributed.py).
+"""`colorize train`: the final model on Ray Train workers (see colorize/distributed/train_driver.py).
 
     colorize train --from runs/tune --workers 2 --out runs/final
     colorize train --config best.json --data ../shared/data/bsds500 --workers 4 --gpu \
@@ -49,7 +49,9 @@ def register(subparsers) -> None:
                         help="worker-group restarts from the last checkpoint (default 2)")
     parser.add_argument("--name", help="Ray Train run name, and the MLflow / W&B run's "
                         "(default: the --out folder's name)")
-    parser.add_argument("--storage", type=Path, help="Ray Train storage path (default OUT/ray)")
+    parser.add_argument("--storage", help="Ray Train storage path: a folder (default OUT/ray), or a "
+                        "storage URI such as s3://bucket/prefix (credentials and AWS_ENDPOINT_URL "
+                        "from the environment)")
     parser.add_argument("--cache", type=Path, help="decoded-data cache folder")
     add_logger_option(parser, "train")
     add_config_options(parser, auto=True)
@@ -57,8 +59,8 @@ def register(subparsers) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from colorize import tracking
-    from colorize.distributed import run_training
+    from colorize.distributed import tracking
+    from colorize.distributed.train_driver import run_training
 
     tracking.check(args.logger)  # a missing package: one line, before any data is read
     if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):

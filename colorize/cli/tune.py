@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     # Left unset (None), each option takes colorize.tune.service.TuneRequest's default.
     p.add_argument("--storage",
                    help=f"folder of experiments (default {Defaults.storage}; on a cluster a folder "
-                   "every node shares)")
+                   "every node shares), or a storage URI such as s3://bucket/prefix (credentials "
+                   "and AWS_ENDPOINT_URL from the environment)")
     p.add_argument("--folds", type=int,
                    help=f"k of k-fold cross-validation (default {Defaults.folds})")
     p.add_argument("--num-samples", type=int, help=f"trials to run (default {Defaults.num_samples})")
@@ -112,6 +113,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"best config: {folder / 'best_config.json'}")
     print(f"trials: {folder / 'trials.csv'}\nplot: {outcome['plot']}")
     print(f"optuna study: sqlite:///{folder / 'optuna.db'} (optuna-dashboard can open it)")
+    if outcome.get("experiment_uri", str(folder)) != str(folder):
+        print(f"experiment: {outcome['experiment_uri']} (the files above are its local copy)")
     if outcome["interrupted"]:
         print("interrupted: rerun the same command (or `colorize tune --resume "
               f"{name} --storage {args.storage or DEFAULT_STORAGE}`) to finish it")

@@ -95,7 +95,7 @@ def run(model_dir: str | Path, pairs: list[tuple[Path, Path]], *, address: str =
         ) -> list[batch_predict.Outcome]:
     """Colorize `pairs` (from plan/pending) on the Ray cluster at `address`."""
     from colorize.artifact import read_metadata
-    from colorize.ray_session import connect
+    from colorize.distributed.ray_session import connect
 
     if actors < 1 or batch_size < 1:
         raise ColorizeError("--actors and --batch-size must be at least 1")

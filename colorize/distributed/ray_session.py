@@ -58,9 +58,9 @@ def connect(address: str | None = None, log_to_driver: bool = True,
     import ray
 
     if ray.is_initialized():
-        from colorize import compat
+        from colorize.distributed import ray_compat
 
-        return False, _http(compat.dashboard_url())
+        return False, _http(ray_compat.dashboard_url())
     options: dict[str, Any] = {"address": address or "local", "log_to_driver": log_to_driver}
     if options["address"] == "local":
         options.update(include_dashboard=True, dashboard_host="127.0.0.1")

@@ -1,7 +1,7 @@
 """`colorize submit` and `colorize jobs`: run colorize commands as Ray jobs on a cluster.
 
     colorize submit tune --data sample --storage /shared/experiments --name run1 --follow
-    colorize submit serve /shared/runs/run1/model --replicas 1-4    # see colorize.serve_submit
+    colorize submit serve /shared/runs/run1/model --replicas 1-4    # see colorize.distributed.serve_submit
     colorize jobs list | status JOB | logs JOB [--follow] | stop JOB | serve [APP]
 
 Everything goes through Ray's Jobs API (`JobSubmissionClient`) on the cluster's dashboard.
@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from colorize import compat
+from colorize.distributed import ray_compat
 from colorize.errors import ColorizeError, UsageError
 
 SUBMITTABLE = ("tune", "train", "fit")
@@ -77,7 +77,7 @@ def open_client(client_class, address: str | None = None, token_file: str | Path
     url = dashboard_address(address)
     token = read_token(token_file)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with _cluster_errors(url):
+    with cluster_errors(url):
         try:
             return client_class(url, headers=headers)
         except ValueError as exc:  # Ray's clients refuse a ray:// or malformed address
@@ -104,7 +104,7 @@ def first_line(exc_or_text) -> str:
 
 
 @contextmanager
-def _cluster_errors(url: str):
+def cluster_errors(url: str):
     """Turn every error talking to the cluster's dashboard (connection, auth, an HTTP error
     status, Ray's clients' RuntimeErrors) into a one-line ColorizeError: never a traceback."""
     import requests
@@ -161,7 +161,7 @@ def entrypoint(command: str, args: list[str]) -> str:
 def submit(client, command: str, args: list[str], ship: bool = True,
            submission_id: str | None = None) -> str:
     """Submit `colorize COMMAND ARGS` as a job; returns its submission id."""
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         return client.submit_job(entrypoint=entrypoint(command, args),
                                  runtime_env=runtime_env(ship),
                                  submission_id=submission_id,
@@ -170,7 +170,7 @@ def submit(client, command: str, args: list[str], ship: bool = True,
 
 def job_url(client, job_id: str) -> str:
     """The job's page in the Ray dashboard."""
-    return f"{compat.client_address(client)}/#/jobs/{job_id}"
+    return f"{ray_compat.client_address(client)}/#/jobs/{job_id}"
 
 
 def follow_logs(client, job_id: str, out=sys.stdout) -> str:
@@ -183,7 +183,7 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
 
     from colorize import signals
 
-    with _cluster_errors(compat.client_address(client)), signals.stage(
+    with cluster_errors(ray_compat.client_address(client)), signals.stage(
         f"following job {job_id}", f"the job keeps running on the cluster (colorize jobs logs "
         f"{job_id} --follow follows it again, colorize jobs stop {job_id} stops it)"):
         asyncio.run(tail())
@@ -193,7 +193,7 @@ def follow_logs(client, job_id: str, out=sys.stdout) -> str:
 def wait(client, job_id: str, timeout_s: float = 600, poll_s: float = 1.0) -> str:
     """Poll until the job ends (or the timeout passes); returns its status."""
     deadline = time.time() + timeout_s
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         while True:
             status = str(client.get_job_status(job_id).value)
             if status in TERMINAL or time.time() > deadline:
@@ -202,7 +202,7 @@ def wait(client, job_id: str, timeout_s: float = 600, poll_s: float = 1.0) -> st
 
 
 def _job_failed(client, job_id: str, status: str) -> ColorizeError:
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         info = client.get_job_info(job_id)
     reason = (info.message or "").strip().splitlines()
     return ColorizeError(f"job {job_id} {status}: {reason[-1] if reason else 'no message'} "

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from colorize.distributed.ray_session import connect
 from colorize.errors import ColorizeError
-from colorize.ray_session import connect
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run_pipeline(
     `name` (the Tune experiment's and the Ray Train run's) defaults to OUT's folder name;
     `metric`, `mode` and `loggers` are run_tuning's (the loggers run_training's too)."""
     from colorize.config import TrainConfig
-    from colorize.distributed import run_training
+    from colorize.distributed.train_driver import run_training
     from colorize.presets import load_experiment
     from colorize.serve.runner import start
     from colorize.tune.service import ExperimentExists, run_tuning
@@ -95,7 +95,7 @@ def run_pipeline(
 
     say(f"2/3 training the best configuration on {workers} Ray Train worker(s)")
     source = load_experiment(tuned["experiment_dir"])
-    from colorize.distributed import RUN_NAME
+    from colorize.distributed.train_driver import RUN_NAME
 
     legacy = (out / "train" / "ray" / RUN_NAME).is_dir()  # a run of the older fixed name resumes
     metrics = run_training(source, data, out / "train", workers=workers, cache_dir=cache_dir,

@@ -23,17 +23,19 @@ deployment as a `deployments` override in the config, which takes precedence ove
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
 
-from colorize import compat
+from colorize.distributed import ray_compat
+from colorize.distributed.jobs import cluster_errors, open_client
 from colorize.errors import ColorizeError
-from colorize.jobs import _cluster_errors, open_client
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,8 @@ TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 def config_template() -> dict:
     """serve/config.yaml as shipped with the `colorize.serve` package (its import path, proxy, port)."""
-    from colorize import serve
-
-    path = Path(serve.__file__).resolve().parent / "config.yaml"
+    serve = importlib.import_module("colorize.serve")  # the folder serve/, installed under colorize
+    path = Path(serve.__file__ or "").resolve().parent / "config.yaml"
     config = yaml.safe_load(path.read_text())
     if len(config.get("applications", [])) != 1:
         raise ColorizeError(f"{path} should describe exactly one application")
@@ -94,20 +95,20 @@ def connect(address: str | None = None, token_file: str | Path | None = None):
 
 def ship_runtime_env(client) -> dict:
     """Upload this source tree to the cluster (as a job's working_dir is) and name it."""
-    from colorize.jobs import runtime_env
+    from colorize.distributed.jobs import runtime_env
 
     env = runtime_env(ship=True)
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         # SubmissionClient's own upload: content-addressed gcs:// package, skipped when the
         # cluster already has it; py_modules when installed from a wheel.
-        compat.upload_runtime_env(client, env)
+        ray_compat.upload_runtime_env(client, env)
     env.pop("excludes", None)
     return env
 
 
 def details(client) -> dict:
-    with _cluster_errors(compat.client_address(client)):
-        return client.get_serve_details()
+    with cluster_errors(ray_compat.client_address(client)):
+        return client.get_serve_details() or {}
 
 
 def _other_configs(current: dict, names: set[str]) -> list[dict]:
@@ -130,7 +131,7 @@ def deploy(client, config: dict) -> None:
     current = details(client)
     others = _other_configs(current, {app["name"] for app in config["applications"]})
     payload = dict(config, applications=others + config["applications"])
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         client.deploy_applications(payload)
 
 
@@ -143,7 +144,7 @@ def delete(client, name: str, timeout_s: float = 120.0, poll_s: float = 1.0) -> 
         raise ColorizeError(f"no Serve application {name!r} on the cluster "
                             f"(deployed: {', '.join(apps) or 'none'})")
     others = _other_configs(current, {name})
-    with _cluster_errors(compat.client_address(client)):
+    with cluster_errors(ray_compat.client_address(client)):
         if others:  # the others' configs again, without `name`: Serve removes it
             payload = {key: current[key] for key in ("proxy_location", "http_options")
                        if current.get(key)}
@@ -169,8 +170,8 @@ def wait_running(client, name: str, timeout_s: float = 300.0, poll_s: float = 1.
     deadline = time.time() + timeout_s
     status = "NOT_STARTED"
     while time.time() < deadline:
-        app = (details(client).get("applications") or {}).get(name)
-        status = app["status"] if app else "NOT_STARTED"
+        app = (details(client).get("applications") or {}).get(name) or {}
+        status = app.get("status", "NOT_STARTED")
         if status == "RUNNING":
             return app
         if status in TERMINAL_FAILURES:
@@ -205,7 +206,7 @@ def autoscaling_overrides(app: dict, **delays: float | None) -> list[dict]:
 def endpoint(client, app: dict) -> str:
     """The application's URL: the dashboard's host, Serve's real HTTP port and the route."""
     http = details(client).get("http_options") or {}
-    host = urlparse(compat.client_address(client)).hostname or "127.0.0.1"
+    host = urlparse(ray_compat.client_address(client)).hostname or "127.0.0.1"
     return f"http://{host}:{http.get('port', 8000)}{(app.get('route_prefix') or '/').rstrip('/')}/"
 
 
@@ -215,8 +216,8 @@ def submit(client, args: dict, *, name: str = "colorize", route_prefix: str = "/
            timeout_s: float = 300.0) -> str:
     """Deploy the colorize app with these Settings `args`; wait until it runs; its URL."""
     runtime_env = ship_runtime_env(client) if ship else None
-    options = dict(name=name, route_prefix=route_prefix, host=host, port=port,
-                   runtime_env=runtime_env)
+    options: dict[str, Any] = dict(name=name, route_prefix=route_prefix, host=host, port=port,
+                                   runtime_env=runtime_env)
     config = serve_config(args, **options)
     deploy(client, config)
     app = wait_running(client, name, timeout_s)

@@ -2,7 +2,7 @@
 
 run_training() prepares the data once on the driver, puts one training shard per worker
 and the whole validation set in the object store, and starts a `TensorflowTrainer`
-(Ray Train v2). Each worker runs `colorize.train_worker.train_loop_per_worker`, a thin
+(Ray Train v2). Each worker runs `colorize.distributed.train_worker.train_loop_per_worker`, a thin
 adapter around the one training function `colorize.training.fit` under
 `MultiWorkerMirroredStrategy`, whose `RayReport` callback reports each epoch:
 
@@ -19,7 +19,7 @@ adapter around the one training function `colorize.training.fit` under
 - names and logs: the Ray Train run is named after `name` (default: the --out folder's name),
   its checkpoints under STORAGE/NAME; rank 0 writes TensorBoard logs (OUT/tensorboard, as
   `colorize fit` does) and a CSV row per epoch (OUT/epochs.csv), and logs to MLflow or
-  Weights & Biases where `loggers` asks (colorize/tracking.py). The workers' own output
+  Weights & Biases where `loggers` asks (colorize/distributed/tracking.py). The workers' own output
   (warnings, errors, tracebacks) reaches the driver's console and a job's logs.
 
 Afterwards the driver loads the best weights from the last checkpoint and hands them to
@@ -40,11 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from colorize import compat, signals, testing, tracking, train_worker
+from colorize import signals, testing
 from colorize.config import TrainConfig
+from colorize.distributed import ray_compat, tracking, train_worker
+from colorize.distributed import storage as remote
+from colorize.distributed.ray_session import connect
 from colorize.errors import ColorizeError
 from colorize.presets import ConfigSource
-from colorize.ray_session import connect
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,13 @@ LR_SCALING = ("sqrt", "linear", "none")
 RUN_NAME = "train"  # the Ray Train run name of runs started before runs were named after --out
 
 
-def run_name(out_dir: Path, storage: Path) -> str:
+def run_name(out_dir: Path, storage: str) -> str:
     """The Ray Train run's default name: the output folder's name (letters, digits, '.', '_'
     and '-'), or RUN_NAME where a run of that older name is in storage (so it resumes)."""
     import re
 
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", out_dir.name).strip("-._") or RUN_NAME
-    if (storage / RUN_NAME).is_dir() and not (storage / name).exists():
+    if remote.exists(remote.join(storage, RUN_NAME)) and not remote.exists(remote.join(storage, name)):
         return RUN_NAME
     return name
 
@@ -134,7 +136,7 @@ def run_training(
 
     Returns the metrics (as in metrics.json) plus "artifact" and "report" paths. Rerunning
     with the same out_dir (storage) and name resumes from the last checkpoint. `name` (the
-    Ray Train run's) defaults to the output folder's; `loggers` (colorize.tracking.LOGGERS)
+    Ray Train run's) defaults to the output folder's; `loggers` (colorize.distributed.tracking.LOGGERS)
     add MLflow or W&B to the TensorBoard and CSV logs rank 0 always writes.
     """
     import ray
@@ -142,7 +144,7 @@ def run_training(
     from colorize.prepared_data import prepare_data
 
     out_dir = Path(out_dir).expanduser().resolve()
-    storage = Path(storage).expanduser().resolve() if storage else out_dir / "ray"
+    storage = remote.resolve(storage) if storage else str(out_dir / "ray")  # a folder or a URI
     name = name or run_name(out_dir, storage)
     logging_settings = tracking.train_settings(loggers, name, out_dir)  # a missing extra: now
     scaled_learning_rate(source.config.learning_rate, max(workers, 1), lr_scaling)  # validates
@@ -165,7 +167,7 @@ def run_training(
                 "global_batch": source.config.batch_size * workers,
                 "learning_rate": effective.learning_rate, "lr_scaling": lr_scaling,
                 "steps_per_epoch": effective.steps_per_epoch,
-                "storage": str(storage / name),
+                "storage": remote.join(storage, name),
                 "resumed_after_epoch": int((result.metrics or {}).get("start_epoch", 0)),
                 "last_epoch_images_per_second": (result.metrics or {}).get("images_per_second"),
             },
@@ -180,7 +182,7 @@ def run_training(
 def train_on_ray(
     config: TrainConfig,
     prepared,
-    storage: Path,
+    storage: str,
     name: str,
     workers: int,
     use_gpu: bool = False,
@@ -190,7 +192,7 @@ def train_on_ray(
     logging_settings: dict | None = None,
 ):
     """Run the TensorflowTrainer on `prepared` data; the Ray Train Result (raises ColorizeError).
-    `logging_settings` (colorize.tracking.train_settings) are rank 0's logs; None: none."""
+    `logging_settings` (colorize.distributed.tracking.train_settings) are rank 0's logs; None: none."""
     import ray
     import ray.train
     from ray.train.tensorflow import TensorflowTrainer
@@ -215,7 +217,7 @@ def train_on_ray(
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
-        run_config=ray.train.RunConfig(
+        run_config=ray.train.RunConfig(  # type: ignore[call-arg]  # Train v2's; mypy sees v1's class
             name=name,
             storage_path=str(storage),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
@@ -229,7 +231,7 @@ def train_on_ray(
     log.info("training on %d worker(s), storage %s/%s", workers, storage, name)
     with signals.stage(
         f"training on {workers} Ray Train worker(s)",
-        f"the last epochs' checkpoints are in {storage / name}: rerun the same command to resume",
+        f"the last epochs' checkpoints are in {remote.join(storage, name)}: rerun the same command to resume",
     ):
         try:
             with signals.keep_handlers(), progress:  # Ray Train's SIGINT handler would outlive fit()
@@ -242,7 +244,7 @@ def train_on_ray(
         if signals.requested():
             raise signals.stopped()
     if result.checkpoint is None:
-        raise ColorizeError(f"the run {storage / name} finished without a checkpoint", status=500)
+        raise ColorizeError(f"the run {remote.join(storage, name)} finished without a checkpoint", status=500)
     return result
 
 
@@ -274,7 +276,7 @@ class EpochLines:
         import ray
 
         with contextlib.suppress(Exception):  # Ray may already be going down after a stop
-            ray.kill(self.queue.actor)
+            ray.kill(self.queue.actor)  # type: ignore[arg-type]  # an actor handle at run time
 
     def _run(self) -> None:
         from ray.util.queue import Empty
@@ -323,7 +325,7 @@ def _stoppable(trainer_class):
         current.on_stop = abort
         return True
 
-    return compat.on_train_sigint(trainer_class, register)
+    return ray_compat.on_train_sigint(trainer_class, register)
 
 
 def _first_line(exc: BaseException) -> str:

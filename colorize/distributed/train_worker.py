@@ -1,9 +1,9 @@
 """What runs on each Ray Train worker: `train_loop_per_worker` (its shard, the full
 validation set, `colorize.training.fit` under MultiWorkerMirroredStrategy), `RayReport`,
 the callback that reports each epoch with a checkpoint, and on rank 0 only the run's logs
-(colorize/tracking.py: TensorBoard through `fit`'s log_dir as `colorize fit` writes them, a
+(colorize/distributed/tracking.py: TensorBoard through `fit`'s log_dir as `colorize fit` writes them, a
 CSV row per epoch, and `TrackerLogs` for MLflow / W&B). The driver side (data, resources,
-the trainer, the report) is colorize/distributed.py.
+the trainer, the report) is colorize/distributed/train_driver.py.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import tensorflow as tf
 
-    from colorize.ray_session import quiet_worker_logs
+    from colorize.distributed.ray_session import quiet_worker_logs
 
     quiet_worker_logs()  # warnings and errors reach the driver; per-epoch INFO lines do not
     context = ray.train.get_context()
@@ -137,7 +137,7 @@ class RayReport(keras.callbacks.Callback):
 
 
 def tracker_callbacks(settings: dict, config: dict, resumed: bool) -> list[keras.callbacks.Callback]:
-    """Rank 0's Keras callbacks for `settings` (colorize.tracking.train_settings): a CSV row
+    """Rank 0's Keras callbacks for `settings` (colorize.distributed.tracking.train_settings): a CSV row
     per epoch, and the MLflow / W&B run. TensorBoard is `training.fit`'s own log_dir."""
     callbacks: list[keras.callbacks.Callback] = []
     if "csv" in settings["loggers"]:
@@ -156,7 +156,8 @@ class TrackerLogs(keras.callbacks.Callback):
     def __init__(self, settings: dict, config: dict):
         super().__init__()
         self.settings, self.config = settings, config
-        self.mlflow = self.wandb = None
+        self.mlflow: Any = None  # the mlflow module, once set up
+        self.wandb: Any = None  # the W&B run
 
     def on_train_begin(self, logs=None):
         name = self.settings["run_name"]

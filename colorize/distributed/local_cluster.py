@@ -182,7 +182,7 @@ def _start_node(cluster: LocalCluster, name: str, ray_args: list[str]) -> NodePr
     import psutil
 
     log_path = Path(cluster.state_dir) / f"{name}.log"
-    command = [sys.executable, "-m", "colorize.local_cluster", "_ray-start", *ray_args]
+    command = [sys.executable, "-m", "colorize.distributed.local_cluster", "_ray-start", *ray_args]
     with open(log_path, "wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -297,19 +297,19 @@ def _tail(path: str, lines: int = 15) -> str:
 
 def _ray_start(argv: list[str]) -> None:
     """`ray start ARGS` that keeps 127.0.0.1 as given (see the module docstring and
-    `compat.ray_start_on_loopback`)."""
-    from colorize import compat
+    `ray_compat.ray_start_on_loopback`)."""
+    from colorize.distributed import ray_compat
 
-    compat.ray_start_on_loopback(argv)
+    ray_compat.ray_start_on_loopback(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m colorize.local_cluster _ray-start ARGS`: the node launcher that `up` runs.
+    """`python -m colorize.distributed.local_cluster _ray-start ARGS`: the node launcher that `up` runs.
     The command line is `colorize cluster up|status|down` (colorize/cli/cluster.py)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["_ray-start"]:
         print("usage: colorize cluster up|status|down [options] (this module only launches "
-              "nodes: python -m colorize.local_cluster _ray-start RAY_START_ARGS)", file=sys.stderr)
+              "nodes: python -m colorize.distributed.local_cluster _ray-start RAY_START_ARGS)", file=sys.stderr)
         return 2
     _ray_start(argv[1:])
     return 0

@@ -26,8 +26,8 @@ def test_a_file_loads_and_a_missing_one_is_a_clear_error(tmp_path):
 
 def test_auto_chooses_by_the_number_of_photos():
     assert presets.choose(presets.PHOTOS_AT_LEAST - 1) == "seed"
-    assert presets.choose(presets.PHOTOS_AT_LEAST) == "photos"
-    assert presets.choose(1222) == "photos"
+    assert presets.choose(presets.PHOTOS_AT_LEAST) == "pretrained"
+    assert presets.choose(1222) == "pretrained"
 
 
 def _resolve(argv, data):
@@ -39,10 +39,12 @@ def _resolve(argv, data):
 def test_fit_without_config_trains_the_recipe_on_a_real_folder(tmp_path):
     folder = write_photos(tmp_path / "many", presets.PHOTOS_AT_LEAST, size=(8, 8))
     source, said = _resolve(["fit", "--data", str(folder), "--out", "o", "--seed", "2"], str(folder))
-    assert source.kind == "preset" and source.path == "photos"
-    assert source.config == TrainConfig.from_dict({**presets.PHOTOS, "seed": 2})
-    assert said == [presets.why("photos", presets.PHOTOS_AT_LEAST)]
-    assert "'photos' recipe for 200 photos" in said[0] and "--config seed" in said[0]
+    assert source.kind == "preset" and source.path == "pretrained"
+    assert source.config == TrainConfig.from_dict({**presets.PRETRAINED, "seed": 2})
+    assert source.config.encoder == "efficientnet-lite0" and source.config.encoder_lr_scale == 0
+    assert said == [presets.why("pretrained", presets.PHOTOS_AT_LEAST)]
+    assert "'pretrained' recipe for 200 photos" in said[0] and "--config seed" in said[0]
+    assert "--config photos" in said[0]
     assert "a 55-minute budget" in said[0]
 
 

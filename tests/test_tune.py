@@ -317,7 +317,7 @@ def test_a_trial_runs_its_schedule_over_max_epochs_not_the_base_epochs(monkeypat
 
 
 def test_tune_searches_around_the_recipe_for_200_photos(tmp_path, capsys):
-    """--config auto: the photos recipe (ranked on val_psnr) for 200 photos, as fit and train
+    """--config auto: the pretrained recipe (ranked on val_psnr) for 200 photos, as fit and train
     choose it; the seed's small model (ranked on val_ssim) for a handful."""
     from colorize import presets
     from colorize.cli import build_parser
@@ -328,8 +328,8 @@ def test_tune_searches_around_the_recipe_for_200_photos(tmp_path, capsys):
     args = parser.parse_args(["tune", "--data", str(many), "--name", "x"])
     config, preset = tuning_config(args, args.data)
     said = capsys.readouterr().out
-    assert preset == "photos" and config == presets.load("photos")
-    assert "the 'photos' recipe for 200 photos" in said and "ranked on val_psnr" in said
+    assert preset == "pretrained" and config == presets.load("pretrained")
+    assert "the 'pretrained' recipe for 200 photos" in said and "ranked on val_psnr" in said
     args = parser.parse_args(["tune", "--data", "sample", "--name", "x", "--metric", "colour_score",
                               "--batch-size", "4"])
     config, preset = tuning_config(args, args.data)

@@ -51,7 +51,7 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
         group.add_argument(
             "--config", default=presets.AUTO, metavar="PRESET|FILE",
             help=f"a preset ({names}) or a JSON file of configuration values (default "
-                 f"{presets.AUTO}: 'photos' for {presets.PHOTOS_AT_LEAST} photos or more, else "
+                 f"{presets.AUTO}: {presets.RECIPE!r} for {presets.PHOTOS_AT_LEAST} photos or more, else "
                  "'seed', the seed's small model)")
     else:
         group.add_argument("--config", metavar="PRESET|FILE", help=f"a preset ({names}) or a "
@@ -202,12 +202,12 @@ def tuning_config(args: argparse.Namespace, data, say=print):
     config = config_from_args(args, base=presets.load(spec))
     if args.config == presets.AUTO:
         metric = getattr(args, "metric", None) or METRIC_OF_MONITOR.get(config.monitor, "val_ssim")
-        if spec == "photos":
-            say(f"configuration: the 'photos' recipe for {count:,} photos (at least "
-                f"{presets.PHOTOS_AT_LEAST}), its trials ranked on {metric}; --config seed for "
-                "the seed's small model")
+        if spec != "seed":
+            say(f"configuration: the {spec!r} recipe for {count:,} photos (at least "
+                f"{presets.PHOTOS_AT_LEAST}), its trials ranked on {metric}; --config photos "
+                "for the recipe without the ImageNet encoder, --config seed for the seed's small model")
         else:
-            say(f"configuration: the seed's small model for {count:,} photo(s) (the 'photos' "
+            say(f"configuration: the seed's small model for {count:,} photo(s) (the {presets.RECIPE!r} "
                 f"recipe needs at least {presets.PHOTOS_AT_LEAST}), its trials ranked on "
-                f"{metric}; --config photos to search around the recipe anyway")
+                f"{metric}; --config {presets.RECIPE} to search around the recipe anyway")
     return config, spec

@@ -60,7 +60,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     config, preset = tuning_config(args, args.data)
     if args.epochs is None and args.config == presets.AUTO and preset == "seed":
         config = TrainConfig.from_dict({"epochs": pipeline.FINAL_EPOCHS}, config)
-    space = args.space or (dict(DEFAULT_SPACE) if preset == "photos" else None)
+    space = args.space or (dict(DEFAULT_SPACE) if preset != "seed" else None)
     result = pipeline.run_pipeline(
         args.data, args.out, config=config, space=space, folds=args.folds,
         metric=args.metric, mode=args.mode, loggers=args.logger,

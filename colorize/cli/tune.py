@@ -4,7 +4,7 @@
     colorize tune --data DIR --name NAME --config photos --metric colour_score --logger mlflow
     colorize tune --resume --name NAME      # finish an interrupted search
 
-The fixed TrainConfig fields come from --config (default auto: the 'photos' recipe for 200
+The fixed TrainConfig fields come from --config (default auto: the 'pretrained' recipe for 200
 photos or more, else the seed's small model, as `fit` and `train` choose) and the usual
 training options (--image-size, ...); the searched fields go over them. Trials are ranked
 on --metric (default: the one the base configuration selects its epochs on). --seed seeds
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         help="search batch size and loss (and more) by k-fold CV with Ray Tune + Optuna + ASHA",
         description="Hyperparameter search: Optuna TPE proposes, k-fold cross-validation scores, "
         "ASHA stops poor trials early on the fold mean of --metric. The searched fields go over "
-        "--config (by default the 'photos' recipe for 200 photos or more, ranked on val_psnr, "
+        "--config (by default the 'pretrained' recipe for 200 photos or more, ranked on val_psnr, "
         "else the seed's small model, ranked on val_ssim). Writes best_config.json, trials.csv "
         "and the metric's curves (ssim.png, psnr.png or colour_score.png) into STORAGE/NAME.",
     )

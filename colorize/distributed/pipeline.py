@@ -8,7 +8,7 @@ run_tuning` (k-fold search, writes OUT/tune/NAME/best_config.json and trials.csv
 OUT's folder name), `colorize.distributed.run_training` (the best configuration on Ray Train
 workers, a run also named NAME, writes OUT/train/model and the report) and
 `colorize.serve.runner.start` (the model behind Ray Serve on 127.0.0.1). Like `colorize tune`,
-it searches around the 'photos' recipe for 200 photos or more (trials ranked on val_psnr),
+it searches around the 'pretrained' recipe for 200 photos or more (trials ranked on val_psnr),
 else around the seed's small model (ranked on val_ssim); --config and --metric choose
 otherwise. The output ends with the endpoint's URL and the report's path; the command then
 serves until Ctrl-C or SIGTERM (exit code 130 or 143, the local Ray stopped; see

@@ -88,9 +88,24 @@ def save_artifact(
     return directory
 
 
+# Models that ship inside the package (colorize/models/, with their card MODEL_CARD.md): a
+# model argument that names one, where no folder of that name exists, means it.
+SHIPPED = ("pretrained",)
+SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+
+
+def model_dir(spec: str | Path) -> Path:
+    """The folder of the model `spec` names: a folder, or a shipped model's name."""
+    path = Path(spec).expanduser()
+    if str(spec) in SHIPPED and not path.exists():
+        return SHIPPED_DIR / str(spec)
+    return path
+
+
 def read_metadata(directory: str | Path) -> dict[str, Any]:
-    """metadata.json of an artifact, checked; ColorizeError when it is not an artifact."""
-    directory = Path(directory)
+    """metadata.json of an artifact (a folder, or a shipped model's name), checked;
+    ColorizeError when it is not an artifact."""
+    directory = model_dir(directory)
     hint = "give the folder written by 'colorize fit' or 'colorize train' (holding model.keras)"
     if not directory.is_dir():
         raise ColorizeError(f"model not found: {directory} is not a folder; {hint}", status=404)
@@ -118,11 +133,12 @@ def load_artifact(directory: str | Path, precision: str = "auto") -> Artifact:
     if precision not in INFERENCE_PRECISIONS:
         raise ColorizeError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
     metadata = read_metadata(directory)
+    directory = model_dir(directory)
     config = TrainConfig.from_dict(metadata["config"])
     try:
-        model = keras.saving.load_model(Path(directory) / MODEL_FILE, compile=False)
+        model = keras.saving.load_model(directory / MODEL_FILE, compile=False)
     except Exception as exc:
-        raise ColorizeError(f"could not load {Path(directory) / MODEL_FILE}: {exc}") from None
+        raise ColorizeError(f"could not load {directory / MODEL_FILE}: {exc}") from None
     return Artifact(_rebuilt(model, config, precision), config, metadata)
 
 

@@ -43,10 +43,11 @@ def run_fit(
     config: TrainConfig, source: data.DataSource, out_dir: str | Path, cache_dir=None, verbose: int = 1,
     callbacks=(), test_source: data.DataSource | None = None,
     val_source: data.DataSource | None = None,
+    init: str | Path | None = None,
 ) -> dict:
     """Train on the train split, stop early on validation (the split's, or `val_source`),
     evaluate on test (the split's, or `test_source`); write outputs. `callbacks` (Keras) see
-    each epoch's logs with the validation scores in them."""
+    each epoch's logs with the validation scores in them; `init` (a model) is the start."""
     out_dir = Path(out_dir)
     started = time.time()
     prepared = prepare_data(source, config, cache_dir, test_source, val_source)
@@ -59,6 +60,7 @@ def run_fit(
         log_dir=out_dir / "tensorboard",
         verbose=verbose,
         callbacks=callbacks,
+        init=init,
     )
     return finalize(out_dir, model, config, history, prepared, time.time() - started)
 

@@ -134,6 +134,9 @@ def _source_section(source: ConfigSource | None, config: dict) -> str:
         origin = "<p>Configuration: defaults with command-line overrides.</p>"
     elif source.kind == "file":
         origin = f"<p>Configuration from the file <code>{_e(source.path)}</code>.</p>"
+    elif source.kind == "model":
+        origin = (f"<p>Fine-tuned from the model <code>{_e(source.path)}</code>, its "
+                  "configuration with command-line overrides.</p>")
     elif source.kind == "preset":
         origin = (f"<p>Configuration: the preset <code>{_e(source.path)}</code> "
                   "(<code>colorize/presets.py</code>) with command-line overrides.</p>")

@@ -30,6 +30,7 @@ from colorize.checkpoint import (
 )
 from colorize.config import TrainConfig
 from colorize.decoding import decode_ab, decoder_at_temperature
+from colorize.errors import ColorizeError
 from colorize.inference import predict_ab
 from colorize.model import build_unet
 
@@ -364,6 +365,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
             save_best(self.directory, self.model)
 
 
+def start_from(model: keras.Model, init: str | Path) -> None:
+    """Copy a trained model's weights into `model` (same architecture), for fine-tuning."""
+    from colorize.artifact import load_artifact
+
+    saved = load_artifact(init, precision="float32").model
+    try:
+        model.set_weights(saved.get_weights())
+    except ValueError:
+        raise ColorizeError(
+            f"--init {init}: that model's network differs from this configuration's; leave out "
+            "--config and the flags that change the network (depth, base filters, encoder, head) "
+            "to fine-tune it as it is") from None
+    log.info("starting from the weights of %s", init)
+
+
 def fit(
     config: TrainConfig,
     train_tiles: np.ndarray,
@@ -374,6 +390,7 @@ def fit(
     verbose: int = 1,
     strategy=None,
     train_dataset=None,
+    init: str | Path | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train on `train_tiles`, stop early on the validation score `config.monitor` names
     (`monitor_score`, on `val_tiles`' rebuilt RGB), restore the best epoch's weights.
@@ -381,12 +398,16 @@ def fit(
     `callbacks` run after the metrics are in the logs (Tune and Train reporters hook in
     here). With `checkpoint_dir`, each epoch is saved there and a rerun resumes from it.
     `strategy` (a tf.distribute strategy) builds the model in its scope; `train_dataset`
-    replaces the default tf.data pipeline (Ray Train passes a per-worker shard).
+    replaces the default tf.data pipeline (Ray Train passes a per-worker shard). `init` (a
+    model folder or a shipped model's name) starts from that model's weights: fine-tuning;
+    a checkpoint to resume from wins over it.
     """
     history: dict[str, list[float]] = {}
     initial_epoch = 0
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = compile_model(config, train_tiles)
+        if init is not None:
+            start_from(model, init)
         if checkpoint_dir is not None:
             initial_epoch, history = load_checkpoint(checkpoint_dir, model)
     if initial_epoch:

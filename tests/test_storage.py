@@ -136,7 +136,7 @@ def test_train_checkpoints_into_s3(s3, tiny_photos, cache_dir, tmp_path):
     prefix = uuid.uuid4().hex
     run = colorize("train", "--data", tiny_photos, "--out", tmp_path / "out", "--workers", "1",
                    "--storage", f"s3://runs/{prefix}", "--epochs", "1", "--config", "seed",
-                   "--cache", cache_dir, "--quiet", *TINY, cwd=tmp_path)
+                   "--cache", cache_dir, *TINY, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     stored = keys(s3["client"], f"{prefix}/out/")
     assert any("/epoch_0001/" in key and key.endswith("state.json") for key in stored), stored

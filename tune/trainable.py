@@ -60,11 +60,11 @@ def train_cv(config: dict, data: CVData) -> None:
     from ray import tune
 
     from colorize.config import TrainConfig
-    from colorize.distributed.ray_session import quiet_worker_logs
+    from colorize.distributed.ray_session import limit_tf_threads, quiet_worker_logs
     from colorize.training import EpochTrainer
 
     quiet_worker_logs()  # warnings and errors reach the driver; per-epoch INFO lines do not
-    _limit_threads()
+    limit_tf_threads()
     keras.backend.clear_session()  # actors are reused across trials
     base = TrainConfig.from_dict(data.base)
     # A trial is --max-epochs epochs long: a schedule over the epochs (cosine without a clock:
@@ -148,15 +148,3 @@ def _restore(checkpoint, trainers: list, histories: list[dict]) -> int:
     return epochs[0]
 
 
-def _limit_threads() -> None:
-    """TensorFlow's thread pools sized to the trial's CPUs, so concurrent trials don't thrash."""
-    import ray
-    import tensorflow as tf
-
-    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))
-    if cpus >= 1:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(cpus)
-            tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
-        except RuntimeError:  # already initialised (a reused actor): keep its settings
-            pass

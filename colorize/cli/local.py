@@ -8,8 +8,14 @@ import json
 import sys
 from pathlib import Path
 
-from colorize import signals
-from colorize.cli.options import add_config_options, add_data_option, config_source, positive
+from colorize import presets, signals
+from colorize.cli.options import (
+    add_config_options,
+    add_data_option,
+    config_from_args,
+    config_source,
+    positive,
+)
 from colorize.console import quality_table
 from colorize.errors import ColorizeError, usage_errors
 from colorize.precision import INFERENCE_PRECISIONS
@@ -30,11 +36,15 @@ def register(sub) -> None:
                          "like those you will colour; repeatable): they select the epoch and "
                          "calibrate the colour, and --data is then all training (and test)")
     fit_p.add_argument("--quiet", action="store_true", help="no line per epoch")
+    fit_p.add_argument("--init", metavar="MODEL",
+                       help="fine-tune a trained model: start from its weights, with its "
+                       "configuration unless --config is given (a model folder, or 'pretrained', "
+                       "the model that ships with colorize)")
     add_config_options(fit_p, auto=True)
     fit_p.set_defaults(func=_cmd_fit)
 
     ev = sub.add_parser("evaluate", help="PSNR, SSIM, colourfulness beside the grey prediction")
-    ev.add_argument("model", type=Path, help="model folder (written by fit or train)")
+    ev.add_argument("model", type=Path, help="model folder (written by fit or train), or 'pretrained'")
     add_data_option(ev, default=None, required=True)
     ev.add_argument("--limit", type=positive(int, allow_zero=True), default=0,
                     help="evaluate only the first N photos (default 0: all)")
@@ -47,7 +57,7 @@ def register(sub) -> None:
         description="Colorize image files and folders into --out, mirroring the input tree "
         "(a/x.jpg -> OUT/a/x.png). Existing outputs are skipped (a rerun finishes an "
         "interrupted run) unless --overwrite; images are colorized in batches.")
-    pr.add_argument("model", type=Path, help="model folder (written by fit or train)")
+    pr.add_argument("model", type=Path, help="model folder (written by fit or train), or 'pretrained' (the model that ships with colorize)")
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, type=Path, help="output folder")
     pr.add_argument("--format", default="png", choices=("png", "jpeg", "webp"),
@@ -83,17 +93,27 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from colorize.training import EpochProgress
 
     _refuse_held_out_overlap(args)
-    source = config_source(args, args.data)
+    source = _init_source(args) if args.init and args.config == presets.AUTO else config_source(args, args.data)
     config = source.config
     progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size, config.max_minutes)]
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):
         metrics = run_fit(config, args.data, args.out, args.cache, verbose=0, callbacks=progress,
-                          test_source=args.test_data, val_source=args.val_data)
+                          test_source=args.test_data, val_source=args.val_data, init=args.init)
     test = metrics["test"]
     print(quality_table(test))
     print(f"model: {Path(args.out) / 'model'}\nreport: {write_report(args.out, source)}")
     return 0
+
+
+def _init_source(args: argparse.Namespace):
+    """--init MODEL without --config: the model's own configuration, with the flags over it."""
+    from colorize.artifact import read_metadata
+    from colorize.config import TrainConfig
+    from colorize.presets import ConfigSource
+
+    base = TrainConfig.from_dict(read_metadata(args.init)["config"])
+    return ConfigSource(config_from_args(args, base=base), "model", str(args.init))
 
 
 def _refuse_held_out_overlap(args: argparse.Namespace) -> None:

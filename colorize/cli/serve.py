@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "serve", help="serve a model over HTTP on Ray Serve (web page, batching, autoscaling)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", type=Path, help="model folder (written by fit or train)")
+    p.add_argument("model", type=Path, help="model folder (written by fit or train), or 'pretrained' (the model that ships with colorize)")
     add_settings_options(p)
     p.add_argument("--ingress", choices=INGRESSES, default="proxy",
                    help="proxy: Ray Serve's HTTP proxy answers on --port for every replica; "

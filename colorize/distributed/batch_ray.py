@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from colorize import batch_predict
+from colorize.distributed.ray_session import limit_tf_threads
 from colorize.errors import ColorizeError
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ModelActor:
     def __init__(self, model_dir: str, strength: float, fmt: str, precision: str = "auto"):
         from colorize.artifact import load_artifact
 
-        _limit_threads()
+        limit_tf_threads()
         self.artifact = load_artifact(model_dir, precision)
         self.strength, self.fmt = strength, fmt
 
@@ -64,21 +65,6 @@ class ModelActor:
                 "target": np.array([str(o.target) for o in outcomes]),
                 "status": np.array([o.status for o in outcomes]),
                 "error": np.array([o.error for o in outcomes])}
-
-
-def _limit_threads() -> None:
-    """TensorFlow's thread pools sized to the actor's CPUs (as tune/trainable.py does for
-    trials): by default each actor would use every core of its node, and actors thrash."""
-    import ray
-    import tensorflow as tf
-
-    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))
-    if cpus >= 1:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(cpus)
-            tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
-        except RuntimeError:  # TensorFlow already initialised in this worker: keep it
-            pass
 
 
 def _remove_partials(folders) -> None:

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path("runs/pipeline")
 LEGACY_NAME = "search"  # the experiment name of pipeline runs before they were named after OUT
-# Batch sizes that fit the folds of small photo sets such as `sample` (6 photos, 30 tiles:
-# with 3 folds over its 5 train+validation photos a fold trains on 12 to 20 tiles).
-DEFAULT_SPACE = {"batch_size": [4, 8], "loss": ["mse", "ssim", "mse+ssim"]}
+# The pipeline's own search for a handful of photos (the recipe's data get
+# search_space.DEFAULT_SPACE): batch sizes that fit the folds of `sample` (6 photos, 30
+# tiles: with 3 folds over its 5 train+validation photos a fold trains on 12 to 20 tiles).
+SMALL_DATA_SPACE = {"batch_size": [4, 8], "loss": ["mse", "ssim", "mse+ssim"]}
 FINAL_EPOCHS = 20  # the final training's epoch bound unless --epochs says otherwise
 
 
@@ -80,7 +81,7 @@ def run_pipeline(
     try:  # a rerun with the same options resumes the search (and the training) where it stopped
         tuned = run_tuning(
             data=data, name=name, storage=out / "tune", folds=folds, num_samples=num_samples,
-            max_epochs=max_epochs, max_concurrent=max_concurrent, space=space or DEFAULT_SPACE,
+            max_epochs=max_epochs, max_concurrent=max_concurrent, space=space or SMALL_DATA_SPACE,
             config=base, cache_dir=cache_dir, metric=metric, mode=mode, loggers=loggers,
             verbose=verbose,
         )

@@ -79,3 +79,23 @@ def _http(url: str | None) -> str | None:
     if not url:
         return None
     return url if url.startswith("http") else f"http://{url}"
+
+
+def limit_tf_threads(cpus: float | None = None) -> None:
+    """TensorFlow's thread pools sized to this Ray worker's CPUs (`cpus`, default: the ones
+    Ray assigned it): by default each trial, worker or actor would use every core of its
+    node, and several on a node thrash. Two inter-op threads let the input pipeline run
+    beside the step. Call before TensorFlow runs an op; afterwards it keeps its settings
+    (a reused actor)."""
+    import ray
+    import tensorflow as tf
+
+    if cpus is None:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0)
+    threads = int(cpus or 0)
+    if threads >= 1:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(2)
+        except RuntimeError:  # TensorFlow already initialised in this process
+            pass

@@ -30,16 +30,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import tensorflow as tf
 
-    from colorize.distributed.ray_session import quiet_worker_logs
+    from colorize.distributed.ray_session import limit_tf_threads, quiet_worker_logs
 
     quiet_worker_logs()  # warnings and errors reach the driver; per-epoch INFO lines do not
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     # The strategy must exist before TensorFlow runs any op (TF_CONFIG is set by Ray). One
     # worker needs none: its collective all-reduce of every gradient would be pure cost.
-    threads = max(1, int(loop_config.get("cpus_per_worker", 1)))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
+    limit_tf_threads(max(1, int(loop_config.get("cpus_per_worker", 1))))
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if world > 1 else None
     compat.patch_keras_multi_worker()
 

@@ -304,7 +304,9 @@ def test_a_trial_runs_its_schedule_over_max_epochs_not_the_base_epochs(monkeypat
     import colorize.training
 
     monkeypatch.setattr(colorize.training, "EpochTrainer", FakeTrainer)
-    monkeypatch.setattr(trainable, "_limit_threads", lambda: None)
+    from colorize.distributed import ray_session
+
+    monkeypatch.setattr(ray_session, "limit_tf_threads", lambda cpus=None: None)  # no Ray here
     recipe = presets.load("photos")
     data = trainable.CVData(np.zeros((4, 16, 16, 3), np.uint8), ((np.arange(2), np.arange(2, 4)),),
                             recipe.to_dict(), max_epochs=4)

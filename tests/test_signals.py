@@ -22,16 +22,12 @@ import psutil
 import pytest
 
 from colorize import signals
-from tests.conftest import write_photos
-
-# Ray Train's own PlacementGroupCleaner actor: its monitor thread dies with a traceback when
-# a State API call fails with anything but RayStateApiException (ray-project/ray#65447 reviews
-# it). Ray's noise, not this project's; every other traceback fails the tests.
-RAY_OWN_NOISE = "(PlacementGroupCleaner pid="
+from tests.conftest import own_lines, write_photos
 
 
 def tracebacks(lines):
-    return [line for line in lines if "Traceback" in line and RAY_OWN_NOISE not in line]
+    """Traceback lines of this project's processes (tests.conftest.own_lines)."""
+    return [line for line in own_lines(lines) if "Traceback" in line]
 
 
 # --- in process ---------------------------------------------------------------------------

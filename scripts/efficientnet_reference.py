@@ -11,7 +11,6 @@ an environment with both packages and torch (not the project's dependencies):
     PYTHONPATH=. python scripts/efficientnet_reference.py [efficientnet-lite0|efficientnet-lite1|efficientnet-lite2]
 """
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -20,16 +19,14 @@ import numpy as np
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 
-from colorize.efficientnet_lite import DEFAULT, RESOLUTIONS, classifier_input, package
+from colorize.efficientnet_lite import DEFAULT, RESOLUTIONS, classifier_input, weights_file
 from colorize.sample_data import load_sample_photo, sample_photo_names
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def main(variant: str = DEFAULT) -> int:
-    weights = importlib.import_module(package(variant))
-    model_file = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile")
-    model = EfficientNet.from_pretrained(variant, weights_path=model_file.get_model_file_path())
+    model = EfficientNet.from_pretrained(variant, weights_path=weights_file(variant))
     model.eval()
     photos = {}
     for name in sample_photo_names():
@@ -39,7 +36,8 @@ def main(variant: str = DEFAULT) -> int:
         top5 = np.argsort(-logits)[:5]
         photos[name] = {"top5": top5.tolist(), "logits": [round(float(v), 5) for v in logits]}
         print(name, top5.tolist(), np.round(logits[top5], 3).tolist())
-    (DATA / f"{package(variant).removesuffix('_pytorch_model')}_reference.json").write_text(json.dumps({"reference": "efficientnet-lite-pytorch 0.1.0, torch " + torch.__version__,
+    out = DATA / f"{variant.replace('-', '_')}_reference.json"
+    out.write_text(json.dumps({"reference": "efficientnet-lite-pytorch 0.1.0, torch " + torch.__version__,
                                "input": "colorize.efficientnet_lite.classifier_input", "photos": photos}))
     return 0
 

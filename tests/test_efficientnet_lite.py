@@ -99,6 +99,10 @@ def test_the_scaled_variants_have_googles_block_layout():
         assert sorted(efficientnet_lite.level_blocks(variant)) == [1, 2, 3, 4, 5]
     with pytest.raises(ColorizeError, match="unknown encoder"):
         efficientnet_lite.blocks("efficientnet-lite9")
+    # config.py lists the encoders without importing Keras: the two lists must agree.
+    from colorize.config import ENCODERS
+
+    assert ENCODERS == ("none", *efficientnet_lite.VARIANTS)
 
 
 @_installed("efficientnet-lite2")

@@ -6,20 +6,23 @@ to the truth on the validation split, stored in the artifact and applied at infe
   that tell sky from grass, "gain"). A model trained on squared error shrinks the two
   by different amounts, and one gain on both, the calibration of artifacts saved before "cast_gain" and still read that
   way, spends colour on the tint as much as on the colours;
-- bins head: the annealed-mean temperature whose decoded a/b has the least squared error.
+- bins head: the annealed-mean temperature whose decoded a/b has the least squared error,
+  then the same two gains on that a/b. A lower temperature (the distribution's mode rather
+  than its mean) is not where the colour is: an unsure plain head's mode is as grey as its
+  mean, and the bins head scaled by a gain lands on the regression head's curve
+  (docs/experiments.md, "the bins head at a quarter of the resolution").
 
 With `colour_budget_db` > 0 the calibration moves past that least-squares point towards
-more colour, as far as the validation a/b PSNR allows: gains (or a lower temperature)
-whose squared error is at most 10^(budget/10) x the least, the two gains sharing that
-error in whichever of BUDGET_SPLITS ways gives the validation crops the most colourfulness.
+more colour, as far as the validation a/b PSNR allows: gains whose squared error is at
+most 10^(budget/10) x the least, the two gains sharing that error in whichever of BUDGET_SPLITS ways gives the validation crops the most colourfulness.
 Near the optimum the error grows with the square of the step, so a small budget buys a
 visible step in colour (a model trained on squared error predicts the mean of the
 plausible colours, greyer than any of them). How two gains compare with one:
 docs/experiments.md.
 
 With `colour_target` > 0 the calibration asks for an outcome instead of a price: the least
-error (the smallest budget, or the best temperature) whose validation crops reach that
-share of their truth's colourfulness. Why the recipe keeps a budget rather than a target:
+error (the smallest budget) whose validation crops reach that share of their truth's
+colourfulness. Why the recipe keeps a budget rather than a target:
 docs/experiments.md.
 
 The search over the validation split (`fit_run.calibrate`) runs after training; this module is
@@ -124,20 +127,8 @@ def apply_gains(ab: np.ndarray, calibration: dict) -> np.ndarray:
 
 
 def best_temperature(logits: np.ndarray, true_ab: np.ndarray, grid=TEMPERATURES,
-                     budget_db: float = 0.0, target: float = 0.0,
-                     colourfulness: Callable[[np.ndarray], float] | None = None,
                      decode: Callable[[np.ndarray, float], np.ndarray] = ab_bins.annealed_mean) -> float:
-    """The temperature of the grid whose annealed mean has the least squared a/b error, or
-    with `budget_db` the lowest (most vivid) one within 10^(budget/10) x that error, or with
-    `target` the least-error one whose a/b (-> `colourfulness`) reaches it (else the most
-    colourful). `decode(logits, T)` gives a/b of `true_ab`'s size (a coarse head resizes)."""
-    decoded = [decode(logits, t) for t in grid]
-    errors = np.array([float(np.mean((ab - true_ab) ** 2)) for ab in decoded])
-    if target:
-        if colourfulness is None:
-            raise ValueError("a colourfulness target needs the colourfulness function")
-        colours = [colourfulness(ab) for ab in decoded]
-        reaching = [i for i, c in enumerate(colours) if c >= target]
-        return float(grid[min(reaching, key=errors.__getitem__) if reaching else int(np.argmax(colours))])
-    allowed = errors.min() * 10 ** (budget_db / 10)
-    return float(min(t for t, e in zip(grid, errors, strict=True) if e <= allowed))
+    """The temperature of the grid whose annealed mean has the least squared a/b error.
+    `decode(logits, T)` gives a/b of `true_ab`'s size (a coarse head resizes)."""
+    errors = [float(np.mean((decode(logits, t) - true_ab) ** 2)) for t in grid]
+    return float(grid[int(np.argmin(errors))])

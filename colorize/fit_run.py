@@ -107,8 +107,8 @@ def finalize(
 
 def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     """The colour calibration of a trained model on the validation tiles (calibration.py):
-    {"cast_gain": k, "gain": g} for the regression head, {"temperature": T} for bins; {} when
-    disabled."""
+    {"cast_gain": k, "gain": g} for the regression head; for bins the least-error temperature
+    and then the same two gains on its decoded a/b; {} when disabled."""
     if not config.calibrate or not len(val_tiles):
         return {}
     true_rgb, l_norm, true_ab = data.eval_arrays(val_tiles, config.image_size)
@@ -120,22 +120,24 @@ def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
     target = 0.0
     if config.colour_target:
         target = config.colour_target * metrics_lib.mean_colourfulness(true_rgb)
+    result = {}
     if config.head == "bins":
-        result = {"temperature": best_temperature(
-            output, true_ab, budget_db=config.colour_budget_db, target=target, colourfulness=colourfulness_of,
-            decode=decoder_at_temperature(config))}
+        # The temperature only picks the distribution's best point estimate: lowering it
+        # does not colour an unsure plain head (its mode is as grey as its mean), a gain does.
+        decode = decoder_at_temperature(config)
+        result["temperature"] = best_temperature(output, true_ab, decode=decode)
+        output = decode(output, result["temperature"])
+    scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
+
+    def colourfulness(gains: dict) -> float:
+        key = (gains["cast_gain"], gains["gain"])
+        if key not in scores:
+            scores[key] = colourfulness_of(apply_gains(output, gains))
+        return scores[key]
+
+    if target:
+        result |= gains_for_target(output, true_ab, target, colourfulness)
     else:
-        scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
-
-        def colourfulness(gains: dict) -> float:
-            key = (gains["cast_gain"], gains["gain"])
-            if key not in scores:
-                scores[key] = colourfulness_of(apply_gains(output, gains))
-            return scores[key]
-
-        if target:
-            result = gains_for_target(output, true_ab, target, colourfulness)
-        else:
-            result = least_squares_gains(output, true_ab, config.colour_budget_db, colourfulness)
+        result |= least_squares_gains(output, true_ab, config.colour_budget_db, colourfulness)
     log.info("colour calibration on %d validation crops: %s", len(val_tiles), result)
     return result

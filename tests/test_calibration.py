@@ -74,18 +74,6 @@ def test_a_colour_budget_goes_where_it_buys_the_most_colour_at_the_same_price():
         assert abs(error(pick) / error(best) - 10 ** 0.02) < 1e-9
 
 
-def test_a_colour_budget_picks_a_lower_temperature_within_it():
-    logits = np.random.default_rng(1).normal(0, 3, (4, 8, 8, ab_bins.bin_count())).astype(np.float32)
-    noise = np.random.default_rng(3).normal(0, 0.05, (4, 8, 8, 2))
-    truth = ab_bins.annealed_mean(logits, 0.5) + noise
-    assert calibration.best_temperature(logits, truth) == 0.5
-    vivid = calibration.best_temperature(logits, truth, budget_db=1.0)
-    assert vivid < 0.5
-    error = np.mean((ab_bins.annealed_mean(logits, vivid) - truth) ** 2)
-    least = np.mean((ab_bins.annealed_mean(logits, 0.5) - truth) ** 2)
-    assert error <= least * 10 ** 0.1 + 1e-12
-
-
 def test_a_colour_target_spends_the_least_budget_that_reaches_it():
     rng = np.random.default_rng(6)
     pred = rng.normal(0.1, 0.2, (4, 16, 16, 2))
@@ -106,19 +94,6 @@ def test_a_colour_target_spends_the_least_budget_that_reaches_it():
     assert calibration.gains_for_target(pred, truth, 0.5 * colour(best), colour) == best
     out_of_reach = calibration.gains_for_target(pred, truth, 100.0, colour)
     assert out_of_reach == calibration.least_squares_gains(pred, truth, calibration.MAX_BUDGET_DB, colour)
-
-
-def test_a_colour_target_picks_the_best_temperature_that_reaches_it():
-    logits = np.random.default_rng(1).normal(0, 3, (4, 8, 8, ab_bins.bin_count())).astype(np.float32)
-    truth = ab_bins.annealed_mean(logits, 0.5)
-
-    def colour(ab):
-        return float(np.mean(np.abs(ab)))
-
-    target = colour(ab_bins.annealed_mean(logits, 0.3))
-    assert calibration.best_temperature(logits, truth, target=target, colourfulness=colour) == 0.3
-    hottest = calibration.best_temperature(logits, truth, target=1e9, colourfulness=colour)
-    assert hottest == min(calibration.TEMPERATURES)  # out of reach: the most colourful
 
 
 def test_a_model_calibrated_to_a_colour_target_reaches_it(tiny_photos, tiny_config):

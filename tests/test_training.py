@@ -1,5 +1,6 @@
 """colorize/training.py: a short fit learns, reports per-epoch RGB metrics, checkpoints, resumes."""
 
+import dataclasses
 import json
 
 import keras
@@ -133,7 +134,7 @@ def test_a_short_fit_on_the_rebuilt_photos_error_learns(tiles):
 
 @pytest.mark.parametrize("stride", [1, 4])
 def test_short_fit_of_the_bins_head_gains_colour(tiles, stride):
-    from colorize.calibration import TEMPERATURES
+    from colorize.calibration import GAIN_RANGE, TEMPERATURES
     from colorize.fit_run import calibrate
 
     config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=5,
@@ -144,7 +145,13 @@ def test_short_fit_of_the_bins_head_gains_colour(tiles, stride):
     assert len(history["val_monitor"]) == 5 and history["val_monitor"] == history["val_psnr"]
     # validation decodes each epoch at its own least-error temperature, not config.temperature
     assert len(history["val_temperature"]) == 5 and set(history["val_temperature"]) <= set(TEMPERATURES)
-    assert calibrate(model, config, tiles[1])["temperature"] in TEMPERATURES
+    # calibration: the least-error temperature, then the regression head's two gains on its a/b
+    least = calibrate(model, config, tiles[1])
+    assert least["temperature"] in TEMPERATURES and {"cast_gain", "gain"} <= set(least)
+    vivid = calibrate(model, dataclasses.replace(config, colour_budget_db=0.5), tiles[1])
+    assert vivid["temperature"] == least["temperature"]
+    grown = [vivid[k] - least[k] for k in ("cast_gain", "gain")]  # a budget only adds colour
+    assert min(grown) >= 0 and (max(grown) > 0 or max(vivid["cast_gain"], vivid["gain"]) == GAIN_RANGE[1])
 
 
 def test_monitor_scores():

@@ -14,7 +14,8 @@ to the truth on the validation split, stored in the artifact and applied at infe
 
 With `colour_budget_db` > 0 the calibration moves past that least-squares point towards
 more colour, as far as the validation a/b PSNR allows: gains whose squared error is at
-most 10^(budget/10) x the least, the two gains sharing that error in whichever of BUDGET_SPLITS ways gives the validation crops the most colourfulness.
+most 10^(budget/10) x the least, the two gains sharing that error in whichever of
+BUDGET_SPLITS ways gives the validation crops the most colourfulness.
 Near the optimum the error grows with the square of the step, so a small budget buys a
 visible step in colour (a model trained on squared error predicts the mean of the
 plausible colours, greyer than any of them). How two gains compare with one:

@@ -13,7 +13,8 @@ a list of choices or a range:
     encoder: [none, efficientnet-lite0]              # the ImageNet-pretrained encoder, and
     encoder_lr_scale: [0.1, 1.0]                     #   its share of the learning rate
 
-A file's entries are merged over DEFAULT_SPACE (batch size and loss); names outside
+A file's entries are merged over the default space (batch size, and the loss where the
+base configuration's head is the regression head: the bins head has its own); names outside
 SEARCHABLE, empty lists, malformed ranges and values that clash with each other (a trial
 would refuse them together: `lr_decay` under the cosine schedule, `rebalance` with loss
 `ssim` on the regression head) are errors, raised before any trial starts.
@@ -50,14 +51,24 @@ SEARCHABLE = (
 MAX_COMBINATIONS = 4096
 
 
-def load_space(source: str | Path | dict | None) -> dict[str, Any]:
-    """DEFAULT_SPACE with the entries of `source` (a YAML/JSON file or a dict) merged over it."""
+def default_space(base: TrainConfig | None = None) -> dict[str, Any]:
+    """DEFAULT_SPACE for a search around `base`: without the loss on the bins head, which
+    trains with its cross-entropy whatever `loss` says (trials would repeat each other)."""
+    space = dict(DEFAULT_SPACE)
+    if base is not None and base.head == "bins":
+        space.pop("loss")
+    return space
+
+
+def load_space(source: str | Path | dict | None, base: TrainConfig | None = None) -> dict[str, Any]:
+    """The default space around `base` with the entries of `source` (a YAML/JSON file or a
+    dict) merged over it; a `source` that searches the head keeps the default loss."""
     if source is None:
-        return dict(DEFAULT_SPACE)
+        return default_space(base)
     entries = source if isinstance(source, dict) else _read_file(Path(source))
     if not entries:
         raise ColorizeError(f"search space {source} is empty (give at least one parameter)")
-    space = dict(DEFAULT_SPACE)
+    space = dict(DEFAULT_SPACE) if "head" in entries else default_space(base)
     space.update(entries)
     return space
 

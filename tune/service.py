@@ -178,7 +178,7 @@ def run_tuning(
             base = TrainConfig.from_dict({"seed": seed}, base)
         request = TuneRequest(
             data=_source(data), name=name, storage=storage_path,
-            space=search_space.load_space(space), config=base.to_dict(),
+            space=search_space.load_space(space, base), config=base.to_dict(),
             cache_dir=str(cache_dir) if cache_dir else None,
             metric=metric or METRIC_OF_MONITOR.get(base.monitor, DEFAULT_METRIC),
             mode=mode or "max", loggers=loggers, **options,

@@ -54,13 +54,13 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from colorize import presets
     from colorize.config import TrainConfig
     from colorize.distributed import tracking
-    from colorize.tune.search_space import DEFAULT_SPACE
+    from colorize.tune.search_space import default_space
 
     tracking.check(args.logger)  # a missing package: one line, before any data is read
     config, preset = tuning_config(args, args.data)
     if args.epochs is None and args.config == presets.AUTO and preset == "seed":
         config = TrainConfig.from_dict({"epochs": pipeline.FINAL_EPOCHS}, config)
-    space = args.space or (dict(DEFAULT_SPACE) if preset != "seed" else None)
+    space = args.space or (default_space(config) if preset != "seed" else None)
     result = pipeline.run_pipeline(
         args.data, args.out, config=config, space=space, folds=args.folds,
         metric=args.metric, mode=args.mode, loggers=args.logger,

@@ -286,7 +286,7 @@ def test_yes_no_flags_show_yes_or_no_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--global-context {yes,no}" in text and "(default: no; photos preset: yes)" in text
+    assert "--global-context {yes,no}" in text and "(default: no; pretrained preset: yes)" in text
     assert "--calibrate {yes,no}" in text and "(default: yes" in text
 
 

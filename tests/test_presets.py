@@ -77,5 +77,5 @@ def test_help_shows_both_defaults_where_the_presets_differ():
     parser = colorize.cli.build_parser()
     commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
     help_text = " ".join(commands["fit"].format_help().split())
-    assert "(default: 3; photos preset: 4)" in help_text  # --depth
-    assert "(default: 64)" in help_text  # --image-size: the same in both
+    assert "(default: 3; pretrained preset: 5)" in help_text  # --depth
+    assert "(default: 16)" in help_text  # --batch-size: the same in both

@@ -57,7 +57,8 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
         group.add_argument("--config", metavar="PRESET|FILE", help=f"a preset ({names}) or a "
                            "JSON file of configuration values (default: seed)")
     helps = TrainConfig.field_help()
-    photos = {k: v for k, v in presets.PHOTOS.items() if getattr(TrainConfig, k) != v}
+    # Beside each default, the value of the recipe `auto` trains on real photos, where it differs.
+    recipe = {k: v for k, v in presets.PRESETS[presets.RECIPE].items() if getattr(TrainConfig, k) != v}
     for field in dataclasses.fields(TrainConfig):
         kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": _yes_no}
         kind = kinds[str(field.type)]
@@ -69,7 +70,8 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
             dest=field.name, type=kind, default=None,
             metavar=choices_metavar(choices) if choices else None,
             help=f"{helps.get(field.name, '')} (default: {shown(field.default)}"
-                 + (f"; photos preset: {shown(photos[field.name])})" if field.name in photos else ")"),
+                 + (f"; {presets.RECIPE} preset: {shown(recipe[field.name])})" if field.name in recipe
+                    else ")"),
         )
 
 

@@ -69,9 +69,10 @@ PHOTOS: dict[str, Any] = {
 # Head: a/b classes at a quarter of the resolution (Zhang et al.'s): a distribution over
 # colours keeps an object's colour where a regression's mean greys it, and the coarse
 # softmax makes the step cheaper than the full-resolution regression head's, so more epochs
-# fit the budget. Its calibration (temperature, then the two gains) already spends colour
-# well, so its budget is a small fraction of the regression head's: it scored the better
-# PSNR at the same colourfulness (docs/experiments.md, "bins head at a quarter").
+# fit the budget. Its least-error gains already colour it about as much as the regression
+# head's budget does, and a budget spent on its validation crops costs several times as
+# much on unseen photos, so its budget is a small fraction of that one: the point nearest
+# both colour targets (docs/experiments.md, "bins head at a quarter").
 PRETRAINED: dict[str, Any] = {
     **PHOTOS,
     "encoder": "efficientnet-lite0",

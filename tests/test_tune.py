@@ -126,6 +126,7 @@ def test_a_clash_that_another_searched_value_rules_out_passes(monkeypatch):
         search_space.validate_space({"lr_schedule": ["cosine"], "lr_decay": [0.9, 0.95], "loss": ["mse", "ssim"],
                                      "batch_size": [8, 16, 32]}, TrainConfig(image_size=32))
 
+
 def test_around_the_bins_head_the_default_space_does_not_search_the_loss():
     bins = TrainConfig(head="bins")
     assert search_space.load_space(None, bins) == {"batch_size": search_space.DEFAULT_SPACE["batch_size"]}
@@ -134,7 +135,6 @@ def test_around_the_bins_head_the_default_space_does_not_search_the_loss():
     # a space that searches the head may train the regression head: its losses stay
     assert search_space.load_space({"head": ["regression", "bins"]}, bins)["loss"] == list(
         search_space.DEFAULT_SPACE["loss"])
-
 
 
 # --- clear errors before any trial starts -------------------------------------------------

@@ -20,7 +20,7 @@ LOSSES = ("mse", "ssim", "mse+ssim", "rgb", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 HEADS = ("regression", "bins")
 ENCODERS = ("none", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-MONITORS = ("ssim", "psnr", "colour")
+MONITORS = ("ssim", "psnr", "calibrated", "colour")
 LR_SCHEDULES = ("exponential", "cosine")
 OUTPUT_STRIDES = (1, 2, 4)
 # Keys under an older name, still read so that saved artifacts and JSON files keep loading.
@@ -57,7 +57,7 @@ class TrainConfig:
     ema: float = 0.0  # validate, select and keep a moving average of the weights with this momentum per step (e.g. 0.998; start-up bias corrected); 0 = off
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = 10  # epochs without a better monitored score before stopping
-    monitor: str = "ssim"  # model selection: "ssim", "psnr", or "colour" (best PSNR among colourful epochs)
+    monitor: str = "ssim"  # model selection: "ssim", "psnr", "calibrated" (PSNR after each epoch's own calibration) or "colour" (best PSNR among colourful epochs)
     colour_floor: float = 0.5  # "colour": validation colourfulness needed, as a share of the truth's
     calibrate: bool = True  # fit the colour gains (and the bins head's temperature) on validation
     colour_budget_db: float = 0.0  # calibration: validation a/b PSNR (dB) it may give up for more colour
@@ -120,6 +120,8 @@ class TrainConfig:
             problems.append(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.monitor not in MONITORS:
             problems.append(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        elif self.monitor == "calibrated" and not self.calibrate:
+            problems.append("monitor calibrated selects on the calibrated colours: leave calibrate on, or use monitor psnr")
         if self.output_stride not in OUTPUT_STRIDES:
             problems.append(f"output_stride must be one of {', '.join(map(str, OUTPUT_STRIDES))}, got {self.output_stride}")
         elif self.output_stride > 2**self.depth:

@@ -17,22 +17,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorize import data, lab
+from colorize import data
 from colorize import metrics as metrics_lib
 from colorize.artifact import Artifact, save_artifact
-from colorize.calibration import (
-    apply_gains,
-    best_temperature,
-    gains_for_target,
-    least_squares_gains,
-)
 from colorize.config import TrainConfig
-from colorize.decoding import decoder_at_temperature
 from colorize.evaluation import evaluate_photos
 from colorize.inference import predict_ab
 from colorize.plots import plot_history, plot_results
 from colorize.prepared_data import PreparedData, prepare_data
-from colorize.training import fit, score_tiles, trained_minutes
+from colorize.training import ValidationSet, fit, score_tiles, trained_minutes
 
 log = logging.getLogger(__name__)
 
@@ -106,38 +99,11 @@ def finalize(
 
 
 def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
-    """The colour calibration of a trained model on the validation tiles (calibration.py):
-    {"cast_gain": k, "gain": g} for the regression head; for bins the least-error temperature
-    and then the same two gains on its decoded a/b; {} when disabled."""
+    """The colour calibration of a trained model on the validation tiles
+    (`ValidationSet.calibrate`); {} when disabled."""
     if not config.calibrate or not len(val_tiles):
         return {}
-    true_rgb, l_norm, true_ab = data.eval_arrays(val_tiles, config.image_size)
-    output = predict_ab(model, l_norm)
-
-    def colourfulness_of(ab: np.ndarray) -> float:
-        return metrics_lib.mean_colourfulness(lab.to_uint8(lab.join_lab(l_norm, ab)))
-
-    target = 0.0
-    if config.colour_target:
-        target = config.colour_target * metrics_lib.mean_colourfulness(true_rgb)
-    result = {}
-    if config.head == "bins":
-        # The temperature only picks the distribution's best point estimate: lowering it
-        # does not colour an unsure plain head (its mode is as grey as its mean), a gain does.
-        decode = decoder_at_temperature(config)
-        result["temperature"] = best_temperature(output, true_ab, decode=decode)
-        output = decode(output, result["temperature"])
-    scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
-
-    def colourfulness(gains: dict) -> float:
-        key = (gains["cast_gain"], gains["gain"])
-        if key not in scores:
-            scores[key] = colourfulness_of(apply_gains(output, gains))
-        return scores[key]
-
-    if target:
-        result |= gains_for_target(output, true_ab, target, colourfulness)
-    else:
-        result |= least_squares_gains(output, true_ab, config.colour_budget_db, colourfulness)
+    validation = ValidationSet(val_tiles, config)
+    result = validation.calibrate(predict_ab(model, validation.l_norm))
     log.info("colour calibration on %d validation crops: %s", len(val_tiles), result)
     return result

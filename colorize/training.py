@@ -21,7 +21,12 @@ import keras
 import numpy as np
 
 from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
-from colorize.calibration import best_temperature
+from colorize.calibration import (
+    apply_gains,
+    best_temperature,
+    gains_for_target,
+    least_squares_gains,
+)
 from colorize.checkpoint import (
     load_best,
     load_checkpoint,
@@ -221,24 +226,64 @@ class ValidationSet:
         result): at a fixed one, a rebalanced head's epochs grow more vivid than that
         temperature suits, and model selection kept its first epoch (docs/experiments.md)."""
         raw = predict_ab(model, self.l_norm)
-        extra = {}
+        extra: dict[str, float] = {}
+        if calibration is None and self.config.monitor == "calibrated" and len(raw):
+            # What the epoch would ship as: its own calibration fitted on these crops.
+            calibrated = metrics.score(list(self.rgb), list(self.reconstruct(raw, self.calibrate(raw))))
+            extra |= {f"calibrated_{k}": v for k, v in calibrated.items()}
         if calibration is None and self.config.head == "bins" and len(raw):
             extra["temperature"] = best_temperature(raw, self.target[..., :2],
                                                     decode=decoder_at_temperature(self.config))
             calibration = extra
-        ab = decode_ab(raw, self.config, calibration)
-        scores = metrics.score(list(self.rgb), list(lab.to_uint8(lab.join_lab(self.l_norm, ab)))) | extra
+        scores = metrics.score(list(self.rgb), list(self.reconstruct(raw, calibration))) | extra
         if loss is not None and len(raw):
             scores["loss"] = float(np.mean(np.asarray(loss(self.target, raw))))
         return scores
 
+    def reconstruct(self, raw: np.ndarray, calibration: dict | None) -> np.ndarray:
+        """The crops' RGB (uint8) from the model's output, decoded with `calibration`."""
+        return lab.to_uint8(lab.join_lab(self.l_norm, decode_ab(raw, self.config, calibration)))
+
+    def calibrate(self, raw: np.ndarray) -> dict:
+        """The colour calibration (calibration.py) of the model output `raw` on these crops:
+        {"cast_gain": k, "gain": g} for the regression head; for bins the least-error
+        temperature and then the same two gains on its decoded a/b; {} when disabled."""
+        if not self.config.calibrate or not len(raw):
+            return {}
+        true_ab = self.target[..., :2]
+        result = {}
+        if self.config.head == "bins":
+            # The temperature only picks the distribution's best point estimate: lowering it
+            # does not colour an unsure plain head (its mode is as grey as its mean), a gain does.
+            decode = decoder_at_temperature(self.config)
+            result["temperature"] = best_temperature(raw, true_ab, decode=decode)
+            raw = decode(raw, result["temperature"])
+        scores: dict[tuple, float] = {}  # a target's bisection asks for some gains twice
+
+        def colourfulness(gains: dict) -> float:
+            key = (gains["cast_gain"], gains["gain"])
+            if key not in scores:
+                scores[key] = metrics.mean_colourfulness(
+                    lab.to_uint8(lab.join_lab(self.l_norm, apply_gains(raw, gains))))
+            return scores[key]
+
+        if self.config.colour_target:
+            target = self.config.colour_target * self.truth_colourfulness
+            return result | gains_for_target(raw, true_ab, target, colourfulness)
+        return result | least_squares_gains(raw, true_ab, self.config.colour_budget_db, colourfulness)
+
 
 def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourfulness: float) -> float:
     """The number model selection maximises: validation SSIM ("ssim", the seed's rule), PSNR
-    ("psnr"), or PSNR among the epochs whose colourfulness reaches `colour_floor` x the
-    truth's ("colour"; below the floor an epoch ranks under every epoch above it)."""
+    ("psnr"), PSNR after the epoch's own colour calibration ("calibrated": the colours it
+    would ship with, so a more colourful epoch is not ranked by its raw error against a
+    greyer one that the gains will colour anyway), or PSNR among the epochs whose
+    colourfulness reaches `colour_floor` x the truth's ("colour"; below the floor an epoch
+    ranks under every epoch above it)."""
     if config.monitor == "ssim":
         return scores["ssim"]
+    if config.monitor == "calibrated":
+        return scores.get("calibrated_psnr", scores["psnr"])
     if config.monitor == "psnr" or scores["colourfulness"] >= config.colour_floor * truth_colourfulness:
         return scores["psnr"]
     return scores["psnr"] - UNCOLOURFUL_PENALTY

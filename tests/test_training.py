@@ -154,6 +154,26 @@ def test_short_fit_of_the_bins_head_gains_colour(tiles, stride):
     assert min(grown) >= 0 and (max(grown) > 0 or max(vivid["cast_gain"], vivid["gain"]) == GAIN_RANGE[1])
 
 
+def test_calibrated_monitor_selects_on_what_each_epoch_would_ship(tiles):
+    """monitor "calibrated": each epoch is scored after its own calibration on the validation
+    crops, the one `colorize fit` then stores with the kept epoch."""
+    from colorize.fit_run import calibrate
+    from colorize.training import score_tiles
+
+    config = TrainConfig(image_size=32, depth=2, base_filters=8, batch_size=4, epochs=3,
+                         patience=10, dropout=0.0, head="bins", output_stride=4, monitor="calibrated",
+                         colour_budget_db=0.1, steps_per_epoch=20)
+    model, history = fit(config, *tiles, verbose=0)
+    assert history["val_monitor"] == history["val_calibrated_psnr"]
+    assert len(history["val_calibrated_colourfulness"]) == 3
+    # the kept epoch (the last here, or the best) scores, with the stored calibration, what it logged
+    best = int(np.argmax(history["val_monitor"]))
+    shipped = score_tiles(model, tiles[1], config, calibrate(model, config, tiles[1]))
+    assert shipped["psnr"] == pytest.approx(history["val_calibrated_psnr"][best], abs=1e-3)
+    # a budget spent for colour: the calibrated crops are more colourful than the least-error ones
+    assert history["val_calibrated_colourfulness"][best] > history["val_colourfulness"][best]
+
+
 def test_monitor_scores():
     from colorize.training import monitor_score
 
@@ -164,6 +184,10 @@ def test_monitor_scores():
     assert monitor_score(colour, scores, 20.0) == 23.0  # 10 >= 0.5 x 20: colourful enough
     dull = monitor_score(colour, scores, 40.0)  # 10 < 0.5 x 40
     assert dull < monitor_score(colour, {**scores, "psnr": 15.0, "colourfulness": 30.0}, 40.0)
+    calibrated = TrainConfig(monitor="calibrated")
+    assert monitor_score(calibrated, {**scores, "calibrated_psnr": 23.4}, 40.0) == 23.4
+    with pytest.raises(ColorizeError, match="leave calibrate on"):
+        TrainConfig(monitor="calibrated", calibrate=False)
 
 
 def test_time_budget_stops_after_the_epoch_that_reaches_it(tiles):

@@ -294,6 +294,25 @@ def test_colour_score_is_the_colour_monitor_of_fit():
     assert summary["fold_colour_score"] == [22.0, 23.0 - UNCOLOURFUL_PENALTY]
 
 
+def test_the_calibrated_metric_is_the_calibrated_monitor_of_fit():
+    """val_calibrated_psnr: the search ranks as `fit --monitor calibrated` selects its epochs,
+    the folds' mean of what each fold's epoch scores after its calibration; a base that does
+    not calibrate every epoch (or searches the rule) is refused before any trial starts."""
+    from colorize.tune.service import TuneRequest
+    from colorize.tune.trainable import METRIC_OF_MONITOR, summarize
+
+    assert METRIC_OF_MONITOR["calibrated"] == "val_calibrated_psnr"
+    fold = {"val_ssim": 0.9, "val_psnr": 22.0, "val_colourfulness": 12.0, "loss": 0.1}
+    summary = summarize([{**fold, "val_calibrated_psnr": 22.5}, {**fold, "val_calibrated_psnr": 23.5}])
+    assert summary["calibrated_psnr_mean"] == pytest.approx(23.0)
+    calibrated = TrainConfig(monitor="calibrated").to_dict()
+    TuneRequest("/photos", "x", space=SMALL_BATCHES, config=calibrated, metric="val_calibrated_psnr").check()
+    for config, space in ((TINY.to_dict(), SMALL_BATCHES), (calibrated, {**SMALL_BATCHES, "monitor": ["psnr"]})):
+        request = TuneRequest("/photos", "x", space=space, config=config, metric="val_calibrated_psnr")
+        with pytest.raises(ColorizeError, match="needs --monitor calibrated"):
+            request.check()
+
+
 def test_a_trial_runs_its_schedule_over_max_epochs_not_the_base_epochs(monkeypatch):
     """Around the photos recipe (cosine over the budget's minutes, which a trial has no clock
     for), a trial's learning rate falls to 0 over --max-epochs, not over the recipe's 100."""

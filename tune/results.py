@@ -20,7 +20,8 @@ from colorize.tune.trainable import DEFAULT_METRIC, column
 COMPLETED, STOPPED, ERROR, UNFINISHED = "completed", "stopped by ASHA", "error", "unfinished"
 
 
-PLOT_NAMES = {"val_ssim": "ssim.png", "val_psnr": "psnr.png", "colour_score": "colour_score.png"}
+PLOT_NAMES = {"val_ssim": "ssim.png", "val_psnr": "psnr.png", "colour_score": "colour_score.png",
+              "val_calibrated_psnr": "calibrated_psnr.png"}
 
 
 def plot_name(metric: str) -> str:
@@ -80,7 +81,7 @@ def collect(trials, dataframes: dict, params: list[str], max_epochs: int, schedu
 
 
 CSV_METRICS = ("ssim_mean", "ssim_std", "psnr_mean", "loss_mean", "colourfulness_mean",
-               "colour_score_mean")
+               "colour_score_mean", "calibrated_psnr_mean")
 
 
 def write_trials_csv(records: list[TrialRecord], params: list[str], path: Path) -> Path:
@@ -112,6 +113,7 @@ def write_best_config(best: TrialRecord, base: dict, source: str, path: Path) ->
         "psnr_mean": float(best.metrics["psnr_mean"]),
         "colourfulness_mean": float(best.metrics.get("colourfulness_mean", math.nan)),
         "colour_score_mean": float(best.metrics.get("colour_score_mean", math.nan)),
+        "calibrated_psnr_mean": float(best.metrics.get("calibrated_psnr_mean", math.nan)),
         "trial_id": best.trial_id,
         "epochs": best.epochs,
         "data": source,
@@ -153,7 +155,8 @@ def plot_curves(records: list[TrialRecord], max_epochs: int, path: Path,
 
 
 LABELS = {"val_ssim": "validation SSIM", "val_psnr": "validation PSNR (dB)",
-          "colour_score": "colour score (PSNR, dB, penalised below the colour floor)"}
+          "colour_score": "colour score (PSNR, dB, penalised below the colour floor)",
+          "val_calibrated_psnr": "validation PSNR after calibration (dB)"}
 
 
 def summary_table(records: list[TrialRecord], params: list[str], limit: int = 10) -> str:

@@ -109,6 +109,10 @@ class TuneRequest:
             problems.append(f"scheduler must be 'asha' or 'fifo', got {self.scheduler!r}")
         if self.metric not in METRICS:
             problems.append(f"--metric must be one of {{{','.join(METRICS)}}}, got {self.metric!r}")
+        elif self.metric == "val_calibrated_psnr" and (
+                self.config.get("monitor") != "calibrated" or "monitor" in self.space):
+            problems.append("--metric val_calibrated_psnr needs --monitor calibrated, not searched "
+                            "(the folds calibrate each epoch only under that rule)")
         if self.mode not in MODES:
             problems.append(f"--mode must be one of {{{','.join(MODES)}}}, got {self.mode!r}")
         if problems:

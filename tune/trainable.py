@@ -30,13 +30,17 @@ log = logging.getLogger(__name__)
 # monitor_score` with monitor "colour": PSNR, less UNCOLOURFUL_PENALTY dB where the fold's
 # colourfulness is below `colour_floor` x its truth's (the search's base colour_floor, so
 # searching colour_floor cannot lower the bar).
-METRICS = {"val_ssim": "ssim_mean", "val_psnr": "psnr_mean", "colour_score": "colour_score_mean"}
+# val_calibrated_psnr is PSNR after each fold's epoch is calibrated as `fit` would ship it
+# (monitor "calibrated", the only rule under which the folds compute it).
+METRICS = {"val_ssim": "ssim_mean", "val_psnr": "psnr_mean", "colour_score": "colour_score_mean",
+           "val_calibrated_psnr": "calibrated_psnr_mean"}
 DEFAULT_METRIC = "val_ssim"
 MODES = ("max", "min")
 METRIC = METRICS[DEFAULT_METRIC]  # the column of the default metric
 # The metric each model-selection rule (TrainConfig.monitor) matches: a search ranks its
 # trials as the configuration it searches around selects its epochs.
-METRIC_OF_MONITOR = {"ssim": "val_ssim", "psnr": "val_psnr", "colour": "colour_score"}
+METRIC_OF_MONITOR = {"ssim": "val_ssim", "psnr": "val_psnr", "colour": "colour_score",
+                     "calibrated": "val_calibrated_psnr"}
 
 
 def column(metric: str) -> str:
@@ -116,6 +120,8 @@ def summarize(per_fold: list[dict[str, float]]) -> dict:
         "fold_psnr": [float(f["val_psnr"]) for f in per_fold],
         "fold_loss": [float(f["loss"]) for f in per_fold],
     }
+    if all("val_calibrated_psnr" in f for f in per_fold):
+        summary["calibrated_psnr_mean"] = float(np.mean([f["val_calibrated_psnr"] for f in per_fold]))
     if all("colour_score" in f for f in per_fold):
         summary["colour_score_mean"] = float(np.mean([f["colour_score"] for f in per_fold]))
         summary["fold_colour_score"] = [float(f["colour_score"]) for f in per_fold]

@@ -164,9 +164,10 @@ def add_metric_options(parser: argparse.ArgumentParser, resume: bool = False) ->
     kept = "; --resume keeps the experiment's" if resume else ""
     parser.add_argument(
         "--metric", choices=tuple(METRICS),
-        help="rank trials on this fold mean: val_ssim, val_psnr, or colour_score (PSNR, less "
+        help="rank trials on this fold mean: val_ssim, val_psnr, colour_score (PSNR, less "
              "100 dB where the colourfulness is below --colour-floor x the photos'; the "
-             "'colour' rule of --monitor) (default: what --config selects epochs on: "
+             "'colour' rule of --monitor) or val_calibrated_psnr (PSNR after each epoch's "
+             "calibration; --monitor calibrated) (default: what --config selects epochs on: "
              f"val_psnr for the photos recipe, val_ssim for the seed's model{kept})")
     parser.add_argument("--mode", choices=MODES,
                         help="max: higher is better (every --metric above); min: lower "

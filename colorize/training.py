@@ -385,9 +385,12 @@ def epoch_line(epoch: int, epochs: int, logs: dict, images_per_second: float,
     parts = [f"epoch {epoch}/{epochs}:"]
     for key, label, digits in (("loss", "loss", 4), ("val_ssim", "val SSIM", 4),
                                ("val_psnr", "PSNR", 2), ("val_colourfulness", "colourfulness", 1),
-                               ("val_temperature", "T", 2)):
+                               ("val_temperature", "T", 2),
+                               # monitor "calibrated": what the epoch would ship as, which it is ranked on
+                               ("val_calibrated_psnr", "calibrated PSNR", 2),
+                               ("val_calibrated_colourfulness", "colourfulness", 1)):
         if key in logs:
-            unit = " dB" if key == "val_psnr" else ""
+            unit = " dB" if key.endswith("psnr") else ""
             parts.append(f"{label} {float(logs[key]):.{digits}f}{unit},")
     parts.append(f"{images_per_second:.0f} img/s,")
     parts.append(f"{eta(seconds_left)} left" + (" at most" if epoch < epochs else ""))

@@ -221,6 +221,9 @@ def test_epoch_line_reads_the_logs_it_has():
         "epoch 3/20: loss 0.0213, val SSIM 0.9012, PSNR 22.31 dB, colourfulness 14.2, "
         "412 img/s, 2m10s left at most")
     assert epoch_line(1, 1, {"loss": 0.5}, 10, 0) == "epoch 1/1: loss 0.5000, 10 img/s, 0s left"
+    calibrated = logs | {"val_calibrated_psnr": 22.187, "val_calibrated_colourfulness": 21.04}
+    assert "colourfulness 14.2, calibrated PSNR 22.19 dB, colourfulness 21.0, 412 img/s" in epoch_line(
+        3, 20, calibrated, 412.4, 130)
 
 
 def test_learning_rate_decays_per_epoch_and_a_resumed_fit_follows_the_schedule(tiles, tiny_config, tmp_path):

@@ -127,9 +127,11 @@ def test_a_clash_that_another_searched_value_rules_out_passes(monkeypatch):
                                      "batch_size": [8, 16, 32]}, TrainConfig(image_size=32))
 
 
-def test_around_the_bins_head_the_default_space_does_not_search_the_loss():
+def test_around_the_bins_head_the_default_space_searches_the_learning_rate_not_the_loss():
     bins = TrainConfig(head="bins")
-    assert search_space.load_space(None, bins) == {"batch_size": search_space.DEFAULT_SPACE["batch_size"]}
+    assert search_space.load_space(None, bins) == {"batch_size": search_space.DEFAULT_SPACE["batch_size"],
+                                                   "learning_rate": search_space.BINS_LEARNING_RATE}
+    search_space.validate_space(search_space.load_space(None, bins), bins)
     assert search_space.load_space(None, TrainConfig()) == search_space.DEFAULT_SPACE
     assert "loss" not in search_space.load_space({"temperature": [0.3, 0.5]}, bins)
     # a space that searches the head may train the regression head: its losses stay

@@ -14,7 +14,8 @@ a list of choices or a range:
     encoder_lr_scale: [0.1, 1.0]                     #   its share of the learning rate
 
 A file's entries are merged over the default space (batch size, and the loss where the
-base configuration's head is the regression head: the bins head has its own); names outside
+base configuration's head is the regression head; the learning rate in its place around the
+bins head, which has its own loss); names outside
 SEARCHABLE, empty lists, malformed ranges and values that clash with each other (a trial
 would refuse them together: `lr_decay` under the cosine schedule, `rebalance` with loss
 `ssim` on the regression head) are errors, raised before any trial starts.
@@ -51,12 +52,19 @@ SEARCHABLE = (
 MAX_COMBINATIONS = 4096
 
 
+# Around the bins head the loss is not searched: the learning rate takes its place, a range
+# around the seed's 0.001, so that a few trials do not draw the same batch size twice.
+BINS_LEARNING_RATE: dict[str, Any] = {"low": 3.0e-4, "high": 3.0e-3, "log": True}
+
+
 def default_space(base: TrainConfig | None = None) -> dict[str, Any]:
-    """DEFAULT_SPACE for a search around `base`: without the loss on the bins head, which
-    trains with its cross-entropy whatever `loss` says (trials would repeat each other)."""
+    """DEFAULT_SPACE for a search around `base`: on the bins head, which trains with its
+    cross-entropy whatever `loss` says (trials would repeat each other), the learning rate
+    instead of the loss."""
     space = dict(DEFAULT_SPACE)
     if base is not None and base.head == "bins":
         space.pop("loss")
+        space["learning_rate"] = dict(BINS_LEARNING_RATE)
     return space
 
 

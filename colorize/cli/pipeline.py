@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                    help=f"output folder (default {pipeline.DEFAULT_OUT})")
     p.add_argument("--space", type=Path, help="search space file (default: batch size 4/8 "
                    "and the losses mse, ssim, mse+ssim for the seed's model; tune's default, "
-                   "batch size 8-64 and every loss, around the photos recipe)")
+                   "batch size 8-64 and every loss around the photos recipe, batch size "
+                   "and learning rate around the pretrained one)")
     p.add_argument("--folds", type=positive(int), default=3, help="k of k-fold cross-validation (default 3)")
     p.add_argument("--num-samples", type=positive(int), default=4, help="tuning trials (default 4)")
     p.add_argument("--max-epochs", type=positive(int), default=4, help="epochs of a full trial (default 4)")

@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     p.add_argument("--gpus-per-trial", type=float,
                    help=f"GPUs per trial (fractions ok; default {Defaults.gpus_per_trial:g})")
     p.add_argument("--space", type=Path,
-                   help="YAML or JSON search space merged over the default (batch_size, loss)")
+                   help="YAML or JSON search space merged over the default (batch_size, and loss; "
+                   "learning_rate instead around the bins head)")
     p.add_argument("--address", help="join this Ray cluster (auto or ray://HOST:PORT); "
                    "default: start a local one")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="NAME",

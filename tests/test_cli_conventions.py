@@ -69,6 +69,18 @@ def test_argparse_refusals_exit_2(argv, capsys):
     assert info.value.code == 2
 
 
+@pytest.mark.parametrize("argv, unknown", [
+    (["tune", "--data", "sample", "--name", "x", "--out", "4"], "--out"),  # not --output-stride
+    (["fit", "--data", "sample", "--out", "o", "--epoch", "3"], "--epoch"),
+    (["predict", "m", "x.png", "--out", "o", "--batch", "4"], "--batch"),
+])
+def test_an_abbreviated_option_is_unknown_not_taken_for_another(argv, unknown, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert f"unrecognized arguments: {unknown}" in capsys.readouterr().err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])

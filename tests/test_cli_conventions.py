@@ -73,6 +73,7 @@ def test_argparse_refusals_exit_2(argv, capsys):
     (["tune", "--data", "sample", "--name", "x", "--out", "4"], "--out"),  # not --output-stride
     (["fit", "--data", "sample", "--out", "o", "--epoch", "3"], "--epoch"),
     (["predict", "m", "x.png", "--out", "o", "--batch", "4"], "--batch"),
+    (["submit", "--address", "http://127.0.0.1:1", "serve", "m", "--route", "/x"], "--route"),
 ])
 def test_an_abbreviated_option_is_unknown_not_taken_for_another(argv, unknown, capsys):
     with pytest.raises(SystemExit) as info:

@@ -45,18 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.register(sub)
-    _exact_options(parser)
+    refuse_abbreviations(parser)
     return parser
 
 
-def _exact_options(parser: argparse.ArgumentParser) -> None:
+def refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
     """Refuse abbreviated options, here and in every subcommand: argparse would take one for
     whichever option it begins (`tune --out 4` set --output-stride), not say it is unknown."""
     parser.allow_abbrev = False
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for subparser in action.choices.values():
-                _exact_options(subparser)
+                refuse_abbreviations(subparser)
 
 
 def import_tensorflow_quietly() -> None:

@@ -196,7 +196,7 @@ def register(subparsers) -> None:
 def _serve_parser() -> argparse.ArgumentParser:
     """`colorize submit serve MODEL_DIR`'s options: `colorize serve`'s and those of a
     deployment onto a cluster (`colorize submit serve --help` lists both)."""
-    from colorize.cli import serve
+    from colorize.cli import refuse_abbreviations, serve
 
     parser = argparse.ArgumentParser(prog="colorize submit")
     p = serve.register(parser.add_subparsers(dest="command", required=True))
@@ -218,6 +218,7 @@ def _serve_parser() -> argparse.ArgumentParser:
                        "(default: Serve's)")
     group.add_argument("--timeout-s", type=float, default=300.0,
                        help="seconds to wait until the application runs (default 300)")
+    refuse_abbreviations(parser)
     return parser
 
 

@@ -53,7 +53,8 @@ MAX_COMBINATIONS = 4096
 
 
 # Around the bins head the loss is not searched: the learning rate takes its place, a range
-# around the seed's 0.001, so that a few trials do not draw the same batch size twice.
+# around the seed's 0.001, so that a few trials do not repeat one configuration (batch
+# size alone has four).
 BINS_LEARNING_RATE: dict[str, Any] = {"low": 3.0e-4, "high": 3.0e-3, "log": True}
 
 

@@ -30,6 +30,7 @@ import sys
 
 from colorize import __version__, signals
 from colorize.cli import cluster, jobs, local, pipeline, serve, train, tune
+from colorize.cli.options import refuse_abbreviations
 from colorize.errors import ColorizeError
 
 SUBCOMMANDS = (local, train, serve, tune, jobs, pipeline, cluster)  # in --help's order
@@ -47,16 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     refuse_abbreviations(parser)
     return parser
-
-
-def refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
-    """Refuse abbreviated options, here and in every subcommand: argparse would take one for
-    whichever option it begins (`tune --out 4` set --output-stride), not say it is unknown."""
-    parser.allow_abbrev = False
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for subparser in action.choices.values():
-                refuse_abbreviations(subparser)
 
 
 def import_tensorflow_quietly() -> None:

@@ -196,7 +196,8 @@ def register(subparsers) -> None:
 def _serve_parser() -> argparse.ArgumentParser:
     """`colorize submit serve MODEL_DIR`'s options: `colorize serve`'s and those of a
     deployment onto a cluster (`colorize submit serve --help` lists both)."""
-    from colorize.cli import refuse_abbreviations, serve
+    from colorize.cli import serve
+    from colorize.cli.options import refuse_abbreviations
 
     parser = argparse.ArgumentParser(prog="colorize submit")
     p = serve.register(parser.add_subparsers(dest="command", required=True))

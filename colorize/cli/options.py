@@ -1,6 +1,6 @@
-"""Options shared by the subcommands: --data, one flag per TrainConfig field, and the
-TrainConfig they add up to. Every subcommand module imports these; nothing here imports a
-subcommand."""
+"""Options shared by the subcommands: --data, one flag per TrainConfig field, the
+TrainConfig they add up to, and options spelled in full. Every subcommand module imports
+these; nothing here imports a subcommand."""
 
 from __future__ import annotations
 
@@ -214,3 +214,13 @@ def tuning_config(args: argparse.Namespace, data, say=print):
                 f"recipe needs at least {presets.PHOTOS_AT_LEAST}), its trials ranked on "
                 f"{metric}; --config {presets.RECIPE} to search around the recipe anyway")
     return config, spec
+
+
+def refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Refuse abbreviated options, here and in every subcommand: argparse would take one for
+    whichever option it begins (`tune --out 4` set --output-stride), not say it is unknown."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                refuse_abbreviations(subparser)

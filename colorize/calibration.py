@@ -23,8 +23,8 @@ docs/experiments.md.
 
 With `colour_target` > 0 the calibration asks for an outcome instead of a price: the least
 error (the smallest budget) whose validation crops reach that share of their truth's
-colourfulness. Why the recipe keeps a budget rather than a target:
-docs/experiments.md.
+colourfulness. Why the `photos` recipe keeps a budget and the `pretrained` recipe asks for
+a target: docs/experiments.md.
 
 The search over the validation split (`fit_run.calibrate`) runs after training; this module is
 the arithmetic alone (NumPy), so that inference applies the gains without loading training.

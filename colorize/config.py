@@ -26,6 +26,9 @@ OUTPUT_STRIDES = (1, 2, 4)
 # Keys under an older name, still read so that saved artifacts and JSON files keep loading.
 RENAMED = {"bins_stride": "output_stride"}  # it was for the bins head only
 MAX_VIEWS = 4
+# Two ways of asking for colour (a price in dB, or a share of the truth's colourfulness):
+# values that give one over a base that set the other replace it rather than clash with it.
+ALTERNATIVES = (("colour_budget_db", "colour_target"), ("colour_target", "colour_budget_db"))
 MAX_ZOOM = 2.0  # closer than this, a crop is mostly texture the model never sees at inference
 
 
@@ -154,6 +157,9 @@ class TrainConfig:
                 f"(known: {', '.join(known)})"
             )
         typed = {k: _coerce(known[k].type, k, v) for k, v in values.items()}
+        for given, other in ALTERNATIVES:
+            if typed.get(given) and other not in typed:
+                typed[other] = 0.0
         return dataclasses.replace(base or cls(), **typed)
 
     @classmethod

@@ -97,6 +97,21 @@ def test_bad_configuration_is_a_clear_error(values, words):
         TrainConfig.from_dict(values)
 
 
+def test_a_colour_budget_over_a_colour_target_replaces_it():
+    """--colour-budget-db over the pretrained preset (which asks for a colour target) means
+    that budget, not a clash; the same the other way round. Both at once stay an error."""
+    from colorize import presets
+
+    base = presets.load("pretrained")
+    assert base.colour_target > 0 and base.colour_budget_db == 0
+    budget = TrainConfig.from_dict({"colour_budget_db": 0.1}, base)
+    assert (budget.colour_budget_db, budget.colour_target) == (0.1, 0.0)
+    target = TrainConfig.from_dict({"colour_target": 0.6}, budget)
+    assert (target.colour_budget_db, target.colour_target) == (0.0, 0.6)
+    with pytest.raises(ColorizeError, match="not both"):
+        TrainConfig.from_dict({"colour_target": 0.6, "colour_budget_db": 0.1}, base)
+
+
 def test_config_from_file_accepts_tuning_output(tmp_path):
     path = tmp_path / "best_config.json"
     path.write_text('{"config": {"batch_size": 8, "loss": "ssim"}, "ssim_mean": 0.9}')

@@ -25,10 +25,10 @@ LR_SCHEDULES = ("exponential", "cosine")
 OUTPUT_STRIDES = (1, 2, 4)
 # Keys under an older name, still read so that saved artifacts and JSON files keep loading.
 RENAMED = {"bins_stride": "output_stride"}  # it was for the bins head only
-MAX_VIEWS = 4
 # Two ways of asking for colour (a price in dB, or a share of the truth's colourfulness):
 # values that give one over a base that set the other replace it rather than clash with it.
-ALTERNATIVES = (("colour_budget_db", "colour_target"), ("colour_target", "colour_budget_db"))
+COLOUR_ASKS = ("colour_budget_db", "colour_target")
+MAX_VIEWS = 4
 MAX_ZOOM = 2.0  # closer than this, a crop is mostly texture the model never sees at inference
 
 
@@ -147,7 +147,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-        """`base` (or the defaults) with `values` applied; unknown keys are errors."""
+        """`base` (or the defaults) with `values` applied; unknown keys are errors. A colour
+        budget or target given alone sets the other to 0 (COLOUR_ASKS)."""
         known = {f.name: f for f in dataclasses.fields(cls)}
         values = {RENAMED.get(k, k): v for k, v in values.items()}
         unknown = sorted(set(values) - set(known))
@@ -157,9 +158,8 @@ class TrainConfig:
                 f"(known: {', '.join(known)})"
             )
         typed = {k: _coerce(known[k].type, k, v) for k, v in values.items()}
-        for given, other in ALTERNATIVES:
-            if typed.get(given) and other not in typed:
-                typed[other] = 0.0
+        if sum(bool(typed.get(k)) for k in COLOUR_ASKS) == 1:
+            typed = {k: 0.0 for k in COLOUR_ASKS} | typed
         return dataclasses.replace(base or cls(), **typed)
 
     @classmethod

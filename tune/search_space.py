@@ -45,6 +45,7 @@ SEARCHABLE = (
     "batch_size", "loss", "learning_rate", "lr_decay", "base_filters", "depth", "dropout", "ssim_weight",
     "head", "temperature", "rebalance", "monitor", "colour_floor", "global_context", "ema", "clip_norm",
     "zoom", "output_stride", "lr_schedule", "encoder", "encoder_lr_scale",
+    "encoder_head",
 )
 
 # Every combination of the candidate values is checked when the space has at most this

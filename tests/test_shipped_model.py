@@ -49,6 +49,30 @@ def test_it_is_small_beats_grey_and_its_card_says_its_scores():
     assert str(test["images"]) in CARD.read_text().replace(",", "")
 
 
+def test_its_cards_retrain_command_trains_its_configuration(tmp_path):
+    """The card's one command, run today on folders laid out as it says, resolves to the
+    shipped model's own configuration: a recipe default that moves on (crop size, colour
+    calibration, the encoder's learning rate) must not silently change what it retrains."""
+    import colorize.cli
+    from colorize.cli.options import config_source
+    from colorize.config import TrainConfig
+
+    block = re.search(r"```bash\n(.*?)```", CARD.read_text(), re.S)
+    assert block, "MODEL_CARD.md has no retrain command"
+    setup, command = block.group(1).replace("\\\n", " ").split(";", 1)
+    assert setup.strip() == "D=../shared/data"
+    data = tmp_path / "data"  # 200 photos, enough for `fit` to choose the recipe as on the real folders
+    for folder, count in [("bsds500/train", 120), ("bsds500/val", 40), ("imagenet-sample", 40), ("bsds500/test", 2)]:
+        write_photos(data / folder, count, size=(8, 8))
+    argv = command.replace("$D", str(data)).split()
+    assert argv[:2] == ["colorize", "fit"]
+    args = colorize.cli.build_parser().parse_args(argv[1:])
+    resolved = config_source(args, args.data, say=lambda line: None).config.to_dict()
+    shipped = TrainConfig.from_dict(read_metadata("pretrained")["config"]).to_dict()
+    differ = {key: (resolved[key], shipped[key]) for key in shipped if resolved[key] != shipped[key]}
+    assert not differ, f"the card's command trains (its value, the shipped model's): {differ}"
+
+
 def test_the_wheel_carries_it():
     text = (ROOT / "pyproject.toml").read_text()
     assert '"colorize.models" = ["*.md", "*/model.keras", "*/metadata.json"]' in text

@@ -41,7 +41,7 @@ def test_fit_without_config_trains_the_recipe_on_a_real_folder(tmp_path):
     source, said = _resolve(["fit", "--data", str(folder), "--out", "o", "--seed", "2"], str(folder))
     assert source.kind == "preset" and source.path == "pretrained"
     assert source.config == TrainConfig.from_dict({**presets.PRETRAINED, "seed": 2})
-    assert source.config.encoder == "efficientnet-lite0" and source.config.encoder_lr_scale == 0
+    assert source.config.encoder == "efficientnet-lite0" and source.config.encoder_lr_scale == 0.1
     assert said == [presets.why("pretrained", presets.PHOTOS_AT_LEAST)]
     assert "'pretrained' recipe for 200 photos" in said[0] and "--config seed" in said[0]
     assert "--config photos" in said[0]

@@ -4,12 +4,17 @@
     python bench/throughput.py --config photos   # the real-photo recipe's model
     python bench/throughput.py --quick    # a smoke run
     python bench/throughput.py --config photos --sizes 64 --heads   # the heads side by side
+    python bench/throughput.py --config pretrained --sizes 192 --encoder-lr-scales 0,0.1
+                                          # the pretrained encoder frozen and fine-tuned
 
 Prints images/s for a training step and for inference, FLOPs per image counted from the
 model, the achieved GFLOP/s and its ratio to a float32 matmul peak measured in the same
 run, and mixed_bfloat16 as a ratio to float32 where the CPU supports bf16. `--heads`
 instead times the model with each head (regression and bins, each also at a coarse output
 stride) at the policy `auto` picks, each as a ratio to the full-resolution regression head.
+`--encoder-lr-scales` instead times the training step at each encoder learning-rate share
+(0 freezes the pretrained encoder, so its backward pass is skipped), in float32 and bf16,
+each as a ratio to the first.
 """
 
 from __future__ import annotations
@@ -96,6 +101,9 @@ def main() -> None:
                         help="also time Keras's own BatchNormalization: the fused layer's baseline")
     parser.add_argument("--heads", action="store_true",
                         help="time the regression head, the bins head and the bins head at stride 4")
+    parser.add_argument("--encoder-lr-scales", metavar="S,S,...",
+                        help="time the step at each share of the learning rate for the pretrained encoder "
+                             "(e.g. 0,0.1: frozen against fine-tuned)")
     args = parser.parse_args()
     sizes = [32] if args.quick else [int(s) for s in args.sizes.split(",")]
     repeats = 3 if args.quick else args.repeats
@@ -110,6 +118,12 @@ def main() -> None:
           f"{'on' if base.global_context else 'off'}, batch {args.batch}")
     if args.heads:
         compare_heads(base, sizes, args.batch, repeats)
+        return
+    if args.encoder_lr_scales:
+        if base.encoder == "none":
+            parser.error("--encoder-lr-scales needs a configuration with a pretrained encoder (--config pretrained)")
+        compare_encoder_training(base, sizes, args.batch, repeats,
+                                 [float(v) for v in args.encoder_lr_scales.split(",")])
         return
     bf16 = precision.cpu_has_bf16()
     print(f"{'size':>5} {'policy':>24} {'train img/s':>12} {'infer img/s':>12} {'GFLOP/img (fwd)':>16} "
@@ -164,6 +178,24 @@ def compare_heads(base: TrainConfig, sizes: list[int], batch: int, repeats: int)
             print(f"{size:>5} {name:>20} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} "
                   f"{count_flops(config, size) / 1e9:>16.2f} {r['train_ips'] / first['train_ips']:>19.2f}x "
                   f"{r['infer_ips'] / first['infer_ips']:>19.2f}x")
+
+
+def compare_encoder_training(base: TrainConfig, sizes: list[int], batch: int, repeats: int,
+                             scales: list[float]) -> None:
+    """The training step at each encoder learning-rate share, in float32 and (where the CPU
+    has it) bf16: what fine-tuning the pretrained encoder costs against freezing it."""
+    policies = ["float32"] + (["mixed_bfloat16"] if precision.cpu_has_bf16() else [])
+    print(f"{'size':>5} {'policy':>16} {'encoder lr share':>17} {'train img/s':>12} {'infer img/s':>12} "
+          f"{'train vs first':>15}")
+    for size in sizes:
+        for policy in policies:
+            first = None
+            for scale in scales:
+                config = dataclasses.replace(base, image_size=size, encoder_lr_scale=scale)
+                r = measure(config, batch, repeats, policy)
+                first = first or r
+                print(f"{size:>5} {policy:>16} {scale:>17g} {r['train_ips']:>12.1f} {r['infer_ips']:>12.1f} "
+                      f"{r['train_ips'] / first['train_ips']:>14.2f}x")
 
 
 if __name__ == "__main__":

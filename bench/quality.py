@@ -58,12 +58,12 @@ def variant(name: str) -> dict:
     return {**VARIANTS[kind], **({"rebalance": float(strength)} if strength else {})}
 
 
-def training_pool(shared: Path, imagenet: bool, limit: int, size: int, views: int) -> data.PhotoSet:
-    """bsds500 train + val (+ imagenet-sample) as one photo set (tiles), never bsds500/test."""
+def pool_photos(shared: Path, imagenet: bool, limit: int) -> list[data.Photo]:
+    """bsds500 train + val (+ imagenet-sample), never bsds500/test."""
     photos = data.folder_photos(shared / "bsds500" / "train") + data.folder_photos(shared / "bsds500" / "val")
     if imagenet:
         photos += data.folder_photos(shared / "imagenet-sample")
-    return data.load_photos(photos[:limit] if limit else photos, size, views=views)
+    return photos[:limit] if limit else photos
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -122,10 +122,13 @@ def main() -> None:
     configs = {name: TrainConfig.from_dict({**variant(name), **sets}, base)
                for name in args.variants.split(",") if name}
     views = max([c.views for c in configs.values()] + [1])
-    pool = training_pool(shared, not args.no_imagenet, args.limit, args.image_size, views)
+    photos = pool_photos(shared, not args.no_imagenet, args.limit)
+    pool = data.load_photos(photos, args.image_size, views=views)  # one photo set (tiles)
     order = np.random.default_rng(0).permutation(len(pool.names))
     n_val = max(1, len(order) // 10)
     val_tiles = pool.tiles_of(order[:n_val])
+    by_name = {photo.name: photo for photo in photos}
+    val_photos = [by_name[pool.names[i]] for i in order[:n_val]]  # a colour target is measured on them whole
     all_train = pool.mask_of(order[n_val:], all_views=True)
     test_photos = data.folder_photos(shared / "bsds500" / "test")
     test_photos = test_photos[: args.test_limit] if args.test_limit else test_photos
@@ -141,7 +144,7 @@ def main() -> None:
         start = time.time()
         model, history = fit(config, train_tiles, val_tiles, verbose=2)
         train_s = time.time() - start
-        calibration = calibrate(model, config, val_tiles)
+        calibration = calibrate(model, config, val_tiles, val_photos)
         artifact = artifacts[name] = Artifact(model, config, {"calibration": calibration})
         results.update(score(artifact, test_photos, strengths, upsamplers, name,
                              train_seconds=round(train_s), epochs=len(history["loss"]),
@@ -165,7 +168,7 @@ def main() -> None:
     for name, artifact in artifacts.items():  # each budget's or target's calibration, on test
         for suffix, fields in recalibrations.items():
             config = dataclasses.replace(artifact.config, **fields, calibrate=True)
-            calibration = calibrate(artifact.model, config, val_tiles)
+            calibration = calibrate(artifact.model, config, val_tiles, val_photos)
             calibrated = Artifact(artifact.model, artifact.config, {"calibration": calibration})
             for upsample in upsamplers:
                 scored = evaluate_photos(calibrated, test_photos, upsample=upsample)

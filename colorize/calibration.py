@@ -22,9 +22,11 @@ plausible colours, greyer than any of them). How two gains compare with one:
 docs/experiments.md.
 
 With `colour_target` > 0 the calibration asks for an outcome instead of a price: the least
-error (the smallest budget) whose validation crops reach that share of their truth's
-colourfulness. Why the `photos` recipe keeps a budget and the `pretrained` recipe asks for
-a target: docs/experiments.md.
+error (the smallest budget) whose validation photos reach that share of their truth's
+colourfulness. The gains are fitted on the validation crops; `colorize fit` measures the
+target on the whole validation photos as inference colours them (training.WholeValidation),
+the crops' colour being a poor guide to the whole photos'. Why the `photos` recipe keeps a
+budget and the `pretrained` recipe asks for a target: docs/experiments.md.
 
 The search over the validation split (`fit_run.calibrate`) runs after training; this module is
 the arithmetic alone (NumPy), so that inference applies the gains without loading training.

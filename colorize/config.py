@@ -65,7 +65,7 @@ class TrainConfig:
     colour_floor: float = 0.5  # "colour": validation colourfulness needed, as a share of the truth's
     calibrate: bool = True  # fit the colour gains (and the bins head's temperature) on validation
     colour_budget_db: float = 0.0  # calibration: validation a/b PSNR (dB) it may give up for more colour
-    colour_target: float = 0.0  # calibration: reach this share of the validation truth's colourfulness (e.g. 0.6) for the least PSNR; 0 = off
+    colour_target: float = 0.0  # calibration: reach this share of the validation truth's colourfulness (e.g. 0.6; on the whole photos, as inference colours them) for the least PSNR; 0 = off
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     max_minutes: float = 0.0  # wall-clock budget: stop after the epoch that reaches it (0 = none)
     seed: int = 0  # weights, shuffling, augmentation and splits

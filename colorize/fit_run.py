@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -25,7 +26,7 @@ from colorize.evaluation import evaluate_photos
 from colorize.inference import predict_ab
 from colorize.plots import plot_history, plot_results
 from colorize.prepared_data import PreparedData, prepare_data
-from colorize.training import ValidationSet, fit, score_tiles, trained_minutes
+from colorize.training import ValidationSet, WholeValidation, fit, score_tiles, trained_minutes
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def finalize(
     # A resumed run's own clock misses the minutes before its checkpoint; the history's has them.
     train_seconds = max(train_seconds, 60.0 * trained_minutes(history))
     val_tiles = prepared.tiles("val")
-    calibration = calibrate(model, config, val_tiles)
+    calibration = calibrate(model, config, val_tiles, prepared.photos("val"))
     artifact = Artifact(model, config, {"calibration": calibration})
     val_scores = score_tiles(model, val_tiles, config, calibration)
     val_rgb = list(data.eval_arrays(val_tiles, config.image_size)[0])
@@ -98,12 +99,15 @@ def finalize(
     return metrics
 
 
-def calibrate(model, config: TrainConfig, val_tiles: np.ndarray) -> dict:
+def calibrate(model, config: TrainConfig, val_tiles: np.ndarray, val_photos: Sequence[data.Photo] = ()) -> dict:
     """The colour calibration of a trained model on the validation tiles
-    (`ValidationSet.calibrate`); {} when disabled."""
+    (`ValidationSet.calibrate`), a colour target measured on the whole `val_photos` where
+    given (`WholeValidation`); {} when disabled."""
     if not config.calibrate or not len(val_tiles):
         return {}
     validation = ValidationSet(val_tiles, config)
-    result = validation.calibrate(predict_ab(model, validation.l_norm))
-    log.info("colour calibration on %d validation crops: %s", len(val_tiles), result)
+    whole = WholeValidation(model, config, val_photos) if config.colour_target and val_photos else None
+    result = validation.calibrate(predict_ab(model, validation.l_norm), whole)
+    where = f"; colour target on {len(val_photos)} whole photos" if whole else ""
+    log.info("colour calibration on %d validation crops%s: %s", len(val_tiles), where, result)
     return result

@@ -29,7 +29,7 @@ from colorize.preprocess import resize_short_side, working_side
 __all__ = [
     "Artifact", "MAX_ASPECT", "MAX_STRENGTH", "UPSAMPLERS", "check_strength", "colorize_batch",
     "colorize_batch_strengths", "colorize_image", "compose", "load_artifact", "predict_ab",
-    "predict_full_ab", "prepare", "read_metadata", "working_side",
+    "predict_full_ab", "prepare", "read_metadata", "working_ab", "working_side",
 ]
 
 MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its long side
@@ -86,26 +86,30 @@ def predict_full_ab(
     artifact: Artifact, images: list[np.ndarray], upsample: str = "guided"
 ) -> list[tuple[dict, np.ndarray]]:
     """Per image: its prepared planes (see `prepare`) and the predicted normalised a/b
-    upsampled to full size (H, W, 2) by `upsample` (one of UPSAMPLERS). One forward pass
-    per working shape: images of the same shape share it, and none is padded to another's
-    (padding would change the colours near its borders), so a photo gets the same colours
-    in any batch as alone."""
+    upsampled to full size (H, W, 2) by `upsample` (one of UPSAMPLERS)."""
     if upsample not in UPSAMPLERS:
         raise ValueError(f"upsample must be one of {UPSAMPLERS}, got {upsample!r}")
     prepared = [prepare(artifact, image) for image in images]
+    small_ab = working_ab(artifact, [p["small"] for p in prepared])
+    return [(p, upsample_ab(p, ab, upsample)) for p, ab in zip(prepared, small_ab, strict=True)]
+
+
+def working_ab(artifact: Artifact, smalls: list[np.ndarray]) -> list[np.ndarray]:
+    """Per image's normalised L at the working scale (H, W; `prepare`'s "small"): the
+    calibrated a/b at that scale (H, W, 2). One forward pass per working shape: images of
+    the same shape share it, and none is padded to another's (padding would change the
+    colours near its borders), so a photo gets the same colours in any batch as alone."""
     multiple = 2**artifact.config.depth
-    shapes = [(_round_up(p["small"].shape[0], multiple), _round_up(p["small"].shape[1], multiple))
-              for p in prepared]
-    results: list = [None] * len(prepared)
+    shapes = [(_round_up(s.shape[0], multiple), _round_up(s.shape[1], multiple)) for s in smalls]
+    results: list = [None] * len(smalls)
     for shape in dict.fromkeys(shapes):  # first-seen order
         members = [i for i, s in enumerate(shapes) if s == shape]
-        batch = np.stack([_pad(prepared[i]["small"], *shape) for i in members])[..., None]
+        batch = np.stack([_pad(smalls[i], *shape) for i in members])[..., None]
         output = predict_ab(artifact.model, batch)
         for row, i in enumerate(members):
-            small_h, small_w = prepared[i]["small"].shape
+            small_h, small_w = smalls[i].shape
             ab = output_ab(output[row], artifact.config, artifact.calibration)[:small_h, :small_w]
-            ab = apply_gains(ab, artifact.calibration)
-            results[i] = (prepared[i], upsample_ab(prepared[i], ab, upsample))
+            results[i] = apply_gains(ab, artifact.calibration)
     return results
 
 

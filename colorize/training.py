@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
+from colorize.artifact import Artifact
 from colorize.calibration import (
     apply_gains,
     best_temperature,
@@ -36,8 +37,9 @@ from colorize.checkpoint import (
 from colorize.config import TrainConfig
 from colorize.decoding import decode_ab, decoder_at_temperature
 from colorize.errors import ColorizeError
-from colorize.inference import predict_ab
+from colorize.inference import MAX_ASPECT, predict_ab, prepare, working_ab
 from colorize.model import build_unet
+from colorize.preprocess import resize_short_side, working_side
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +246,12 @@ class ValidationSet:
         """The crops' RGB (uint8) from the model's output, decoded with `calibration`."""
         return lab.to_uint8(lab.join_lab(self.l_norm, decode_ab(raw, self.config, calibration)))
 
-    def calibrate(self, raw: np.ndarray) -> dict:
+    def calibrate(self, raw: np.ndarray, whole: WholeValidation | None = None) -> dict:
         """The colour calibration (calibration.py) of the model output `raw` on these crops:
         {"cast_gain": k, "gain": g} for the regression head; for bins the least-error
-        temperature and then the same two gains on its decoded a/b; {} when disabled."""
+        temperature and then the same two gains on its decoded a/b; {} when disabled.
+        With `whole`, a colour target is a share of those photos' colourfulness, measured
+        on them as inference colours them, rather than of these crops'."""
         if not self.config.calibrate or not len(raw):
             return {}
         true_ab = self.target[..., :2]
@@ -267,10 +271,46 @@ class ValidationSet:
                     lab.to_uint8(lab.join_lab(self.l_norm, apply_gains(raw, gains))))
             return scores[key]
 
+        if self.config.colour_target and whole is not None:
+            target = self.config.colour_target * whole.truth_colourfulness
+            return result | gains_for_target(raw, true_ab, target, lambda gains: whole.colourfulness(result | gains))
         if self.config.colour_target:
             target = self.config.colour_target * self.truth_colourfulness
             return result | gains_for_target(raw, true_ab, target, colourfulness)
         return result | least_squares_gains(raw, true_ab, self.config.colour_budget_db, colourfulness)
+
+
+class WholeValidation:
+    """The validation photos whole, at the working scale, coloured as inference colours
+    them (`inference.working_ab`): what a colour target is measured on after training.
+    The model colours a square crop apart from its photo (its borders, its whole-image
+    context) differently from the photo whole, so the share of the truth's colour that
+    the crops reach misjudges the photos', by a different amount on each split: one
+    target on crops gave each seed a different colour on test, while the whole validation
+    photos' share carries over to test alike on every seed (docs/experiments.md, "a
+    colour target measured on whole photos")."""
+
+    def __init__(self, model: keras.Model, config: TrainConfig, photos: Sequence[data.Photo]):
+        self.artifact = Artifact(model, config)
+        side = working_side(config.image_size)
+        self.l_small, truths = [], []
+        for photo in photos:  # one photo in memory at a time: a user's may be large
+            rgb = photo.load()
+            self.l_small.append(prepare(self.artifact, rgb)["small"])
+            truths.append(metrics.colourfulness(resize_short_side(rgb, side, max_long=MAX_ASPECT * side)))
+        self.truth_colourfulness = float(np.mean(truths)) if truths else float("nan")
+        self._ab: dict[float | None, list[np.ndarray]] = {}  # the last temperature's a/b, before gains
+
+    def colourfulness(self, calibration: dict) -> float:
+        """Mean colourfulness of the photos coloured with `calibration` (its temperature, then gains)."""
+        temperature = calibration.get("temperature")
+        if temperature not in self._ab:
+            decoding = Artifact(self.artifact.model, self.artifact.config,
+                                {"calibration": {"temperature": temperature}} if temperature else {})
+            self._ab = {temperature: working_ab(decoding, self.l_small)}
+        return metrics.mean_colourfulness(
+            lab.to_uint8(lab.join_lab(l_small[..., None], apply_gains(ab, calibration)))
+            for l_small, ab in zip(self.l_small, self._ab[temperature], strict=True))
 
 
 def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourfulness: float) -> float:

@@ -124,3 +124,67 @@ def test_a_model_calibrated_to_a_colour_target_reaches_it(tiny_photos, tiny_conf
     share = 1.1 * colourfulness(least) / truth  # within the 3 dB a target may spend
     gains = calibrate(model, dataclasses.replace(tiny_config, colour_target=share), tiles)
     assert share * truth <= colourfulness(gains) < 1.02 * share * truth
+
+
+def test_a_colour_target_is_measured_on_the_whole_validation_photos(tmp_path, tiny_config):
+    """`colorize fit` hands calibrate() its validation photos: a colour target is then a
+    share of their colourfulness as inference colours them, whole at the working scale,
+    not of the square crops the gains are fitted on. Here the crops are cut from a paler
+    copy of the photos, so the two readings of one target land far apart."""
+    import cv2
+    import keras
+
+    from colorize import data, lab, metrics
+    from colorize.artifact import Artifact
+    from colorize.fit_run import calibrate
+    from colorize.inference import MAX_ASPECT, prepare, working_ab
+    from colorize.preprocess import resize_short_side, working_side
+    from tests.conftest import write_photos
+
+    vivid = data.photos_from(write_photos(tmp_path / "vivid", 12, size=(40, 72)))
+    (tmp_path / "pale").mkdir()
+    for photo in vivid:
+        l_norm, ab = lab.split_lab(photo.load())
+        pale = lab.to_uint8(lab.join_lab(l_norm, 0.4 * ab))
+        cv2.imwrite(str(tmp_path / "pale" / f"{photo.name}.png"), cv2.cvtColor(pale, cv2.COLOR_RGB2BGR))
+    size = tiny_config.image_size
+    tiles = data.load_photoset(tmp_path / "pale", size).tiles
+    vivid_rgb, l_norm, true_ab = data.eval_arrays(data.load_photoset(tmp_path / "vivid", size).tiles, size)
+    design = np.c_[l_norm.reshape(-1, 1), np.ones(l_norm.size)]
+    coef = np.linalg.lstsq(design, true_ab.reshape(-1, 2), rcond=None)[0]
+    inputs = keras.Input((None, None, 1))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.layers[-1].set_weights([0.5 * coef[:1], 0.5 * coef[1]])  # half the vivid colours
+    side = working_side(size)
+    truth = np.mean([metrics.colourfulness(resize_short_side(p.load(), side, max_long=MAX_ASPECT * side))
+                     for p in vivid])
+
+    def whole_share(gains):  # the photos' colour as inference gives it, against their truth
+        artifact = Artifact(model, tiny_config, {"calibration": gains})
+        smalls = [prepare(artifact, p.load())["small"] for p in vivid]
+        coloured = [lab.to_uint8(lab.join_lab(small[..., None], ab))
+                    for small, ab in zip(smalls, working_ab(artifact, smalls), strict=True)]
+        return np.mean([metrics.colourfulness(image) for image in coloured]) / truth
+
+    least = calibrate(model, tiny_config, tiles)  # least squares against the pale crops
+    share = 1.1 * whole_share(least)  # within the 3 dB a target may spend
+    config = dataclasses.replace(tiny_config, colour_target=share)
+    whole = calibrate(model, config, tiles, vivid)
+    assert share <= whole_share(whole) < 1.02 * share
+    on_crops = calibrate(model, config, tiles)  # the pale crops reach that share at least squares
+    assert on_crops == least and whole_share(on_crops) < share / 1.05
+
+
+def test_fit_measures_its_colour_target_on_its_whole_validation_photos(tmp_path, tiny_photos, tiny_config,
+                                                                       cache_dir, caplog):
+    import logging
+
+    from colorize.fit_run import run_fit
+    from colorize.prepared_data import prepare_data
+
+    config = dataclasses.replace(tiny_config, epochs=1, colour_target=0.5)
+    val_photos = prepare_data(tiny_photos, config, cache_dir).photos("val")
+    with caplog.at_level(logging.INFO, logger="colorize.fit_run"):
+        metrics = run_fit(config, tiny_photos, tmp_path / "fit", cache_dir, verbose=0)
+    assert f"colour target on {len(val_photos)} whole photos" in caplog.text and len(val_photos) >= 2
+    assert {"cast_gain", "gain"} <= set(metrics["calibration"])

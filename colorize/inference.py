@@ -29,7 +29,7 @@ from colorize.preprocess import resize_short_side, working_side
 __all__ = [
     "Artifact", "MAX_ASPECT", "MAX_STRENGTH", "UPSAMPLERS", "check_strength", "colorize_batch",
     "colorize_batch_strengths", "colorize_image", "compose", "load_artifact", "predict_ab",
-    "predict_full_ab", "prepare", "read_metadata", "working_ab", "working_side",
+    "predict_full_ab", "prepare", "read_metadata", "to_working_scale", "working_ab", "working_side",
 ]
 
 MAX_ASPECT = 4  # the model's input never exceeds 4 x the working side on its long side
@@ -77,9 +77,14 @@ def prepare(artifact: Artifact, image: np.ndarray) -> dict:
     same input; the two agree to a fraction of an L unit (tests/test_inference.py)."""
     rgb, alpha = split_alpha(image)
     l_norm = lab.split_lab(rgb)[0][..., 0]  # colour inputs become grey here: only L is used
-    side = working_side(artifact.config.image_size)
-    small = resize_short_side(l_norm, side, max_long=MAX_ASPECT * side)
-    return {"l": l_norm, "alpha": alpha, "small": small}
+    return {"l": l_norm, "alpha": alpha, "small": to_working_scale(l_norm, artifact.config.image_size)}
+
+
+def to_working_scale(image: np.ndarray, image_size: int) -> np.ndarray:
+    """An image (or one plane of it) at the scale the model colours it: its short side the
+    working side of `image_size` crops, its long side at most MAX_ASPECT times that."""
+    side = working_side(image_size)
+    return resize_short_side(image, side, max_long=MAX_ASPECT * side)
 
 
 def predict_full_ab(

@@ -37,9 +37,8 @@ from colorize.checkpoint import (
 from colorize.config import TrainConfig
 from colorize.decoding import decode_ab, decoder_at_temperature
 from colorize.errors import ColorizeError
-from colorize.inference import MAX_ASPECT, predict_ab, prepare, working_ab
+from colorize.inference import predict_ab, prepare, to_working_scale, working_ab
 from colorize.model import build_unet
-from colorize.preprocess import resize_short_side, working_side
 
 log = logging.getLogger(__name__)
 
@@ -271,12 +270,12 @@ class ValidationSet:
                     lab.to_uint8(lab.join_lab(self.l_norm, apply_gains(raw, gains))))
             return scores[key]
 
-        if self.config.colour_target and whole is not None:
+        if self.config.colour_target:
+            if whole is None:
+                target = self.config.colour_target * self.truth_colourfulness
+                return result | gains_for_target(raw, true_ab, target, colourfulness)
             target = self.config.colour_target * whole.truth_colourfulness
             return result | gains_for_target(raw, true_ab, target, lambda gains: whole.colourfulness(result | gains))
-        if self.config.colour_target:
-            target = self.config.colour_target * self.truth_colourfulness
-            return result | gains_for_target(raw, true_ab, target, colourfulness)
         return result | least_squares_gains(raw, true_ab, self.config.colour_budget_db, colourfulness)
 
 
@@ -292,12 +291,11 @@ class WholeValidation:
 
     def __init__(self, model: keras.Model, config: TrainConfig, photos: Sequence[data.Photo]):
         self.artifact = Artifact(model, config)
-        side = working_side(config.image_size)
         self.l_small, truths = [], []
         for photo in photos:  # one photo in memory at a time: a user's may be large
             rgb = photo.load()
             self.l_small.append(prepare(self.artifact, rgb)["small"])
-            truths.append(metrics.colourfulness(resize_short_side(rgb, side, max_long=MAX_ASPECT * side)))
+            truths.append(metrics.colourfulness(to_working_scale(rgb, config.image_size)))
         self.truth_colourfulness = float(np.mean(truths)) if truths else float("nan")
         self._ab: dict[float | None, list[np.ndarray]] = {}  # the last temperature's a/b, before gains
 

@@ -127,8 +127,7 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(pool.names))
     n_val = max(1, len(order) // 10)
     val_tiles = pool.tiles_of(order[:n_val])
-    by_name = {photo.name: photo for photo in photos}
-    val_photos = [by_name[pool.names[i]] for i in order[:n_val]]  # a colour target is measured on them whole
+    val_photos = pool.photos_of(order[:n_val], photos)  # a colour target is measured on them whole
     all_train = pool.mask_of(order[n_val:], all_views=True)
     test_photos = data.folder_photos(shared / "bsds500" / "test")
     test_photos = test_photos[: args.test_limit] if args.test_limit else test_photos

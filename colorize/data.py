@@ -80,6 +80,12 @@ class PhotoSet:
             indices = mix_training_tiles(indices, self.scale, working_share, folder, folder_balance)
         return self.tiles[indices]
 
+    def photos_of(self, photo_indices: Sequence[int], photos: Sequence[Photo]) -> list[Photo]:
+        """The Photo (from `photos`, the list this set was decoded from) behind each of these
+        indices into names: a skipped photo shifts the indices, so they are matched by name."""
+        by_name = {photo.name: photo for photo in photos}
+        return [by_name[self.names[i]] for i in photo_indices]
+
     def mask_of(self, photo_indices: Sequence[int], all_views: bool = False) -> np.ndarray:
         mask = np.isin(self.owner, np.asarray(photo_indices, dtype=np.int64))
         if not all_views and self.scale is not None:

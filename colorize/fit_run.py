@@ -73,7 +73,8 @@ def finalize(
     # A resumed run's own clock misses the minutes before its checkpoint; the history's has them.
     train_seconds = max(train_seconds, 60.0 * trained_minutes(history))
     val_tiles = prepared.tiles("val")
-    calibration = calibrate(model, config, val_tiles, prepared.photos("val"))
+    # The whole validation photos are read only where a colour target is measured on them.
+    calibration = calibrate(model, config, val_tiles, prepared.photos("val") if config.colour_target else ())
     artifact = Artifact(model, config, {"calibration": calibration})
     val_scores = score_tiles(model, val_tiles, config, calibration)
     val_rgb = list(data.eval_arrays(val_tiles, config.image_size)[0])

@@ -47,8 +47,7 @@ class PreparedData:
     def photos(self, part: str) -> list[data.Photo]:
         if part == "test" and self.test_source is not None:
             return data.photos_from(self.test_source)
-        by_name = {p.name: p for p in data.photos_from(self.loaded_sources())}
-        return [by_name[self.photoset.names[i]] for i in getattr(self.split, part)]
+        return self.photoset.photos_of(getattr(self.split, part), data.photos_from(self.loaded_sources()))
 
     def loaded_sources(self) -> list[str]:
         """The folders the photo set was decoded from: --data, then --val-data."""

@@ -297,18 +297,21 @@ class WholeValidation:
             self.l_small.append(prepare(self.artifact, rgb)["small"])
             truths.append(metrics.colourfulness(to_working_scale(rgb, config.image_size)))
         self.truth_colourfulness = float(np.mean(truths)) if truths else float("nan")
-        self._ab: dict[float | None, list[np.ndarray]] = {}  # the last temperature's a/b, before gains
+        # The a/b before gains, decoded at one temperature: a calibration's search moves the
+        # gains at a fixed temperature, so the forward passes run once per temperature.
+        self._temperature: float | None = None
+        self._ab: list[np.ndarray] | None = None
 
     def colourfulness(self, calibration: dict) -> float:
         """Mean colourfulness of the photos coloured with `calibration` (its temperature, then gains)."""
         temperature = calibration.get("temperature")
-        if temperature not in self._ab:
+        if self._ab is None or temperature != self._temperature:
             decoding = Artifact(self.artifact.model, self.artifact.config,
                                 {"calibration": {"temperature": temperature}} if temperature else {})
-            self._ab = {temperature: working_ab(decoding, self.l_small)}
+            self._temperature, self._ab = temperature, working_ab(decoding, self.l_small)
         return metrics.mean_colourfulness(
             lab.to_uint8(lab.join_lab(l_small[..., None], apply_gains(ab, calibration)))
-            for l_small, ab in zip(self.l_small, self._ab[temperature], strict=True))
+            for l_small, ab in zip(self.l_small, self._ab, strict=True))
 
 
 def monitor_score(config: TrainConfig, scores: dict[str, float], truth_colourfulness: float) -> float:

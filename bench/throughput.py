@@ -109,11 +109,12 @@ def main() -> None:
     repeats = 3 if args.quick else args.repeats
 
     print(f"machine: {machine()}; TensorFlow {tf.__version__}, threads: intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
-    print(f"--precision auto trains in {precision.resolve('auto')} here (native bf16: "
+    base = presets.load(args.config)
+    print(f"--precision auto trains this model in "
+          f"{precision.training_policy('auto', base.fine_tunes_encoder)} here (native bf16: "
           f"{'yes' if precision.cpu_has_bf16() else 'no'})")
     peak = matmul_peak(1.0 if args.quick else 5.0)
     print(f"float32 matmul peak (2048^3): {peak:.1f} GFLOP/s")
-    base = presets.load(args.config)
     print(f"model: depth {base.depth}, {base.base_filters} base filters, global context "
           f"{'on' if base.global_context else 'off'}, batch {args.batch}")
     if args.heads:

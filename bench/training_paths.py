@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     images = config.steps_per_epoch * config.batch_size
     print(f"config: {config.image_size} px, depth {config.depth}, {config.base_filters} filters, "
           f"batch {config.batch_size}, {config.steps_per_epoch} steps/epoch, precision "
-          f"{config.precision} ({precision.resolve(config.precision)}); {len(train_tiles)} train / "
+          f"{config.precision} ({precision.training_policy(config.precision, config.fine_tunes_encoder)}); {len(train_tiles)} train / "
           f"{len(val_tiles)} validation tiles")
     times: dict[str, list[float]] = {"bare train_on_batch": [], "fit epoch (with validation)": [],
                                      "Tune lockstep epoch (one fold)": []}

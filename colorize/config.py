@@ -69,7 +69,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     max_minutes: float = 0.0  # wall-clock budget: stop after the epoch that reaches it (0 = none)
     seed: int = 0  # weights, shuffling, augmentation and splits
-    precision: str = "auto"  # mixed_bfloat16 where the CPU computes bf16, else float32 (precision.py)
+    precision: str = "auto"  # mixed_bfloat16 where the CPU computes bf16 and no pretrained encoder is fine-tuned, else float32 (precision.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -178,6 +178,11 @@ class TrainConfig:
             raise ColorizeError(f"config file {path} must hold a JSON object")
         values = values.get("config", values)  # accept best_config.json as written by tuning
         return cls.from_dict(values)
+
+    @property
+    def fine_tunes_encoder(self) -> bool:
+        """True when a pretrained encoder trains with the rest (rather than staying frozen)."""
+        return self.encoder != "none" and self.encoder_lr_scale > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

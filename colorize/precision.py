@@ -3,6 +3,11 @@ on CPUs that compute bf16 natively (AVX-512 BF16 or AMX), float32 elsewhere. Det
 never assumed: a CPU without those instructions emulates bf16 and runs it several times
 slower. A visible GPU keeps float32 (not measured here: no GPU to measure on).
 
+Training a pretrained encoder (fine-tuning it) keeps float32 under "auto" on every CPU: the
+backward pass of its depthwise convolutions runs slower in bf16 than in float32, on AMX as
+on AVX-512 BF16, so the whole step is slower in bf16 (bench/README.md, *Model throughput*).
+A frozen encoder skips that pass, and its inference still gains from bf16.
+
 Artifacts are always saved in float32 (artifact.py), so this choice never reaches a replica.
 """
 
@@ -43,3 +48,9 @@ def _gpu_visible() -> bool:
 def resolve(precision: str) -> str:
     """The Keras dtype policy for a TrainConfig.precision ("auto" decided on this machine)."""
     return _auto() if precision == "auto" else precision
+
+
+def training_policy(precision: str, fine_tunes_encoder: bool) -> str:
+    """The Keras dtype policy a model trains in: `resolve`, except that "auto" keeps float32
+    while a pretrained encoder is fine-tuned (see above). A policy named outright is kept."""
+    return "float32" if precision == "auto" and fine_tunes_encoder else resolve(precision)

@@ -10,6 +10,7 @@ rule; see `monitor_score` for the others) and returns the model and its per-epoc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -20,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics
+from colorize import ab_bins, compat, data, efficientnet_lite, lab, losses, metrics, precision
 from colorize.artifact import Artifact
 from colorize.calibration import (
     apply_gains,
@@ -50,7 +51,8 @@ UNCOLOURFUL_PENALTY = 100.0  # dB: any epoch above the colour floor outranks eve
 def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) -> keras.Model:
     """A fresh U-Net compiled with Adam and its loss (rebalanced from `train_tiles`)."""
     keras.utils.set_random_seed(config.seed)
-    model = build_unet(config)
+    policy = precision.training_policy(config.precision, fine_tunes_encoder=config.fine_tunes_encoder)
+    model = build_unet(dataclasses.replace(config, precision=policy))
     if config.encoder != "none":
         efficientnet_lite.load_pretrained(model, variant=config.encoder)  # before a checkpoint's weights, which win
         if config.encoder_lr_scale == 0:

@@ -322,3 +322,18 @@ def test_artifacts_from_before_the_encoder_still_load(tmp_path):
     loaded = load_artifact(tmp_path / "old", precision="float32")
     assert loaded.config.encoder == "none"
     assert not any(efficientnet_lite.is_encoder_layer(layer.name) for layer in loaded.model.layers)
+
+
+@needs_weights
+def test_auto_trains_a_fine_tuned_encoder_in_float32_and_a_frozen_one_as_the_cpu_allows():
+    """Fine-tuning the encoder is slower in bf16 (its depthwise convolutions' backward pass),
+    so `auto` keeps float32 for it; frozen, `auto` is the CPU's choice; a named policy wins."""
+    from colorize import precision
+    from colorize.training import compile_model
+
+    def policy(**fields) -> str:
+        return compile_model(dataclasses.replace(TINY, **fields)).get_layer("enc_block1_expand").dtype_policy.name
+
+    assert policy(precision="auto", encoder_lr_scale=0.1) == "float32"
+    assert policy(precision="auto", encoder_lr_scale=0.0) == precision.resolve("auto")
+    assert policy(precision="mixed_bfloat16", encoder_lr_scale=0.1) == "mixed_bfloat16"

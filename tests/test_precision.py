@@ -20,6 +20,15 @@ def test_explicit_precisions_pass_through_and_auto_is_one_of_them():
     assert precision.resolve("auto") in ("float32", "mixed_bfloat16")
 
 
+def test_training_keeps_float32_under_auto_while_a_pretrained_encoder_is_fine_tuned():
+    assert precision.training_policy("auto", fine_tunes_encoder=True) == "float32"
+    assert precision.training_policy("auto", fine_tunes_encoder=False) == precision.resolve("auto")
+    assert precision.training_policy("mixed_bfloat16", fine_tunes_encoder=True) == "mixed_bfloat16"
+    assert TrainConfig(encoder="efficientnet-lite0", encoder_lr_scale=0.1).fine_tunes_encoder
+    assert not TrainConfig(encoder="efficientnet-lite0", encoder_lr_scale=0.0).fine_tunes_encoder
+    assert not TrainConfig(encoder="none", encoder_lr_scale=0.1).fine_tunes_encoder
+
+
 def test_an_auto_model_computes_in_the_resolved_policy():
     model = build_unet(TrainConfig(image_size=16, depth=2, base_filters=4, precision="auto"))
     conv = model.get_layer("down0_conv1")

@@ -55,7 +55,7 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
     model = build_unet(dataclasses.replace(config, precision=policy))
     if config.encoder != "none":
         efficientnet_lite.load_pretrained(model, variant=config.encoder)  # before a checkpoint's weights, which win
-        if config.encoder_lr_scale == 0:
+        if not config.fine_tunes_encoder:  # frozen
             for layer in model.layers:
                 layer.trainable = layer.trainable and not efficientnet_lite.is_encoder_layer(layer.name)
     weights = None
@@ -73,7 +73,7 @@ def compile_model(config: TrainConfig, train_tiles: np.ndarray | None = None) ->
         else:
             weights = losses.rebalance_weights(ab, config.rebalance)
     clipping = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
-    if config.ema or 0 < config.encoder_lr_scale < 1 and config.encoder != "none":
+    if config.ema or config.fine_tunes_encoder and config.encoder_lr_scale < 1:
         optimizer = AveragedAdam(config.learning_rate, use_ema=bool(config.ema), ema_momentum=config.ema or 0.99,
                                  encoder_lr_scale=config.encoder_lr_scale, **clipping)
     else:

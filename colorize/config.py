@@ -184,6 +184,17 @@ class TrainConfig:
         """True when a pretrained encoder trains with the rest (rather than staying frozen)."""
         return self.encoder != "none" and self.encoder_lr_scale > 0
 
+    def cautions(self) -> list[str]:
+        """Settings that are valid but work against each other: said before training, not
+        refused (a user may mean them)."""
+        said = []
+        if self.rebalance and self.monitor in ("psnr", "ssim"):
+            better = "calibrated" if self.calibrate else "colour"
+            said.append(f"rebalance {self.rebalance:g} grows the colour over the epochs while the raw "
+                        f"{self.monitor} does not rise, so monitor {self.monitor} tends to keep an early, "
+                        f"grey epoch: monitor {better} selects on the colour the model ships with")
+        return said
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -69,3 +69,18 @@ def test_every_subcommands_help_prints_its_flags_as_written():
         text = sub.format_help()
         assert "option_strings" not in text, name
     assert "(~20 % at views 2)" in " ".join(commands["fit"].format_help().split())
+
+
+def test_a_rebalanced_run_selected_on_raw_psnr_is_cautioned_once_and_still_runs(capsys):
+    """--rebalance under --monitor psnr is valid but keeps an early, grey epoch (the
+    rebalanced head's raw PSNR does not rise as its colour grows): said on stderr, not refused."""
+    parser = colorize.cli.build_parser()
+    args = parser.parse_args(["fit", "--data", "sample", "--out", "runs/x", "--rebalance", "0.5", "--monitor", "psnr"])
+    config = options.config_from_args(args)
+    assert config.rebalance == 0.5 and config.monitor == "psnr"
+    err = capsys.readouterr().err
+    assert err.count("colorize: note:") == 1 and "monitor calibrated" in err
+    options.config_from_args(parser.parse_args(["fit", "--data", "sample", "--out", "runs/x", "--rebalance", "0.5",
+                                                "--monitor", "calibrated"]))
+    options.config_from_args(parser.parse_args(["fit", "--data", "sample", "--out", "runs/x", "--monitor", "psnr"]))
+    assert capsys.readouterr().err == ""

@@ -5,6 +5,7 @@ these; nothing here imports a subcommand."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -136,7 +137,10 @@ def config_from_args(args: argparse.Namespace, base=None):
     if base is None and getattr(args, "config", None) not in (None, presets.AUTO):
         base = presets.load(args.config)  # a missing or broken file: a runtime error
     with usage_errors():  # a bad flag value (--zoom 3): a usage error
-        return TrainConfig.from_dict(config_overrides(args), base)
+        config = TrainConfig.from_dict(config_overrides(args), base)
+    for caution in config.cautions():
+        print(f"colorize: note: {caution}", file=sys.stderr)
+    return config
 
 
 def config_source(args: argparse.Namespace, data, say=print):

@@ -127,6 +127,19 @@ def test_a_clash_that_another_searched_value_rules_out_passes(monkeypatch):
                                      "batch_size": [8, 16, 32]}, TrainConfig(image_size=32))
 
 
+def test_searched_values_that_work_against_each_other_are_noted_once_with_the_fewest_values():
+    base = TrainConfig(image_size=32)
+    space = {"rebalance": [0.0, 0.5], "monitor": ["psnr", "calibrated"], "batch_size": [8, 16]}
+    search_space.validate_space(space, base)  # noted, not refused: a user may mean it
+    said = search_space.cautions(space, base)
+    assert len(said) == 1
+    assert said[0].startswith("trials that draw rebalance=0.5, monitor='psnr': rebalance 0.5 ")
+    assert search_space.cautions({"rebalance": [0.0, 0.5], "monitor": ["calibrated"]}, base) == []
+    # the base's own caution is said by the command line already, not once more per trial
+    rebalanced = TrainConfig(image_size=32, rebalance=0.5, monitor="psnr")
+    assert rebalanced.cautions() and search_space.cautions({"batch_size": [8, 16]}, rebalanced) == []
+
+
 def test_around_the_bins_head_the_default_space_searches_the_learning_rate_not_the_loss():
     bins = TrainConfig(head="bins")
     assert search_space.load_space(None, bins) == {"batch_size": search_space.DEFAULT_SPACE["batch_size"],

@@ -18,7 +18,8 @@ base configuration's head is the regression head; the learning rate in its place
 bins head, which has its own loss); names outside
 SEARCHABLE, empty lists, malformed ranges and values that clash with each other (a trial
 would refuse them together: `lr_decay` under the cosine schedule, `rebalance` with loss
-`ssim` on the regression head) are errors, raised before any trial starts.
+`ssim` on the regression head) are errors, raised before any trial starts; values that only work against each other
+(`rebalance` with `monitor: psnr`) are noted (`cautions`), not refused.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,26 +129,58 @@ def validate_space(space: dict[str, Any], base: TrainConfig) -> None:
 def _check_combinations(space: dict[str, Any], base: TrainConfig) -> None:
     """Raise ColorizeError naming the fewest searched values that TrainConfig refuses
     together: otherwise the trials that draw them fail at their start, each retried."""
+    for values in _combinations(space):
+        if _refusal(values, base) is None:
+            continue
+        values = _fewest(values, lambda fewer: _refusal(fewer, base) is not None)
+        reason = (_refusal(values, base) or "").removeprefix("invalid configuration: ")
+        raise ColorizeError(f"search values {_named(values)} cannot go together ({reason}); "
+                            "narrow a list so that every combination is valid")
+
+
+def cautions(space: dict[str, Any], base: TrainConfig) -> list[str]:
+    """The cautions (`TrainConfig.cautions`) that searched values draw and the base
+    configuration does not, each with the fewest values that draw it: said once before the
+    search, since a trial's own would only reach its worker's log. Call after validate_space."""
+    said, found = set(base.cautions()), []
+    for values in _combinations(space):
+        for caution in TrainConfig.from_dict(values, base).cautions():
+            if caution in said:
+                continue
+            said.add(caution)
+
+            def draws(fewer: dict[str, Any], caution: str = caution) -> bool:
+                return caution in TrainConfig.from_dict(fewer, base).cautions()
+
+            found.append(f"trials that draw {_named(_fewest(values, draws))}: {caution}")
+    return found
+
+
+def _combinations(space: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Every combination of the candidate values (a range's two ends), or a seeded sample
+    of MAX_COMBINATIONS of them where there are more."""
     names = list(space)
-    candidates = [values_of(space, name) for name in names]  # a range's two ends
+    candidates = [values_of(space, name) for name in names]
     combinations: Iterable[Sequence[Any]]
     if math.prod(map(len, candidates)) <= MAX_COMBINATIONS:
         combinations = itertools.product(*candidates)
     else:
         rng = random.Random(0)
         combinations = ([rng.choice(c) for c in candidates] for _ in range(MAX_COMBINATIONS))
-    for combination in combinations:
-        values = dict(zip(names, combination, strict=True))
-        if _refusal(values, base) is None:
-            continue
-        for name in names:  # drop each value the refusal does not need
-            fewer = {k: v for k, v in values.items() if k != name}
-            if _refusal(fewer, base) is not None:
-                values = fewer
-        reason = (_refusal(values, base) or "").removeprefix("invalid configuration: ")
-        clash = ", ".join(f"{k}={v!r}" for k, v in values.items())
-        raise ColorizeError(f"search values {clash} cannot go together ({reason}); "
-                            "narrow a list so that every combination is valid")
+    return (dict(zip(names, combination, strict=True)) for combination in combinations)
+
+
+def _fewest(values: dict[str, Any], still: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """`values` less each value that `still` holds without."""
+    for name in list(values):
+        fewer = {k: v for k, v in values.items() if k != name}
+        if still(fewer):
+            values = fewer
+    return values
+
+
+def _named(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
 def _refusal(values: dict[str, Any], base: TrainConfig) -> str | None:

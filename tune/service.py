@@ -191,6 +191,8 @@ def run_tuning(
     tracking.check(request.loggers)  # a resumed search's loggers must still be installed
     base = TrainConfig.from_dict(request.config)
     search_space.validate_space(request.space, base)
+    for caution in search_space.cautions(request.space, base):  # not refused: a user may mean it
+        log.warning("note: %s", caution)
     if not resume and _same_experiment_exists(experiment_dir, request, experiment_uri):
         log.info("experiment %s exists with the same options: resuming it", experiment_uri)
         request, resume = _load_request(experiment_dir, name, experiment_uri), True

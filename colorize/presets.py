@@ -76,7 +76,9 @@ PHOTOS: dict[str, Any] = {
 # Colour: calibrated to a share of the validation truth's colourfulness rather than a
 # budget in dB. The seeds' validation splits price colour differently, so one budget gave
 # each seed a different colour; a share of the truth gives every run about the same
-# (docs/experiments.md, "a colour target for the pretrained recipe").
+# (docs/experiments.md, "a colour target for the pretrained recipe"). The share is the one
+# the colourfulness target asks of the test photos' truth; a little less (0.65) left one
+# seed short of it in float32 (docs/experiments.md, "a colour target of 0.67").
 PRETRAINED: dict[str, Any] = {
     **PHOTOS,
     "encoder": "efficientnet-lite0",
@@ -87,7 +89,7 @@ PRETRAINED: dict[str, Any] = {
     "head": "bins",
     "output_stride": 4,
     "colour_budget_db": 0.0,
-    "colour_target": 0.65,
+    "colour_target": 0.67,
 }
 
 PRESETS = {"seed": SEED, "photos": PHOTOS, "pretrained": PRETRAINED}
